@@ -1,0 +1,88 @@
+"""Checkpoints: plain self-describing dicts that rebuild their own model, written atomically and
+read with `torch.load(weights_only=True)` so that loading never runs code."""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from . import __version__, models, tree
+from .data import Preprocess
+
+FORMAT = "gzcore-checkpoint"
+FORMAT_VERSION = 1
+DEFAULT = Path(__file__).resolve().parent.parent / "checkpoints" / "default.pt"
+
+
+class CheckpointError(ValueError):
+    """A file that is not a gzcore checkpoint, or one that does not fit the model asked for."""
+
+
+def save(path, model: models.GalaxyModel, *, model_config: dict, preprocess: Preprocess,
+         input_size: int, metrics: dict | None = None, history: list | None = None,
+         train_config: dict | None = None, optimizer=None, progress: float | None = None,
+         data_fingerprint: str | None = None, weights_only_model: bool = False) -> Path:
+    """Write atomically (temp file + rename): an interrupted save never destroys the last good one.
+    `weights_only_model=True` drops optimizer state (for shipped, small checkpoints)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    ckpt = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "gzcore_version": __version__,
+        "answers": list(tree.COLUMNS), "model_config": dict(model_config),
+        "preprocess": asdict(preprocess), "input_size": int(input_size), "model": state,
+        "metrics": dict(metrics or {}), "history": list(history or []),
+        "train_config": dict(train_config or {}), "progress": progress,
+        "data_fingerprint": data_fingerprint,
+    }
+    if optimizer is not None and not weights_only_model:
+        ckpt["optimizer"] = optimizer.state_dict()
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read(path) -> dict:
+    """The checkpoint dict, checked for format. Never executes code from the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle/zip errors, or objects outside the safe set
+        raise CheckpointError(f"{path}: not a readable gzcore checkpoint ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:200]})") from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a gzcore checkpoint (no '{FORMAT}' marker; a bare "
+                              f"state_dict or another program's file?)")
+    if ckpt.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: written by a newer gzcore ({ckpt.get('gzcore_version')}, "
+                              f"format {ckpt['format_version']}); this is {__version__}")
+    if ckpt["model_config"].get("head", "tree") == "tree" and ckpt.get("answers") != list(tree.COLUMNS):
+        raise CheckpointError(f"{path}: its answers do not match the Galaxy Zoo 2 tree's 37 columns")
+    return ckpt
+
+
+def load(path=None, expect_model: str | None = None) -> tuple[models.GalaxyModel, dict]:
+    """(model in eval mode, checkpoint dict). `expect_model` checks the architecture name."""
+    path = Path(path) if path else DEFAULT
+    ckpt = read(path)
+    cfg = ckpt["model_config"]
+    if expect_model and cfg.get("name") != expect_model:
+        raise CheckpointError(f"{path}: holds a {cfg.get('name')!r} model, not {expect_model!r}")
+    model = models.build(**cfg)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:  # missing, unexpected or wrongly shaped tensors
+        detail = " ".join(str(e).split())[:300]
+        raise CheckpointError(f"{path}: weights do not fit the {cfg.get('name')!r} model it names "
+                              f"(written by another model or gzcore {ckpt.get('gzcore_version')}): "
+                              f"{detail}") from e
+    return model.eval(), ckpt
+
+
+def preprocess_of(ckpt: dict) -> Preprocess:
+    return Preprocess(**ckpt["preprocess"])

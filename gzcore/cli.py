@@ -1,0 +1,227 @@
+"""The `gz` command line: synth, train, evaluate, predict, lr-find.
+
+Stable contract (scripts call it):
+  gz synth --n N --out DIR [--seed S]
+  gz train --data DIR [--model NAME] [--minutes M | --epochs E] --out CKPT
+  gz evaluate --data DIR [--checkpoint CKPT]
+  gz predict --data DIR [--checkpoint CKPT] --out FILE.csv
+Without --checkpoint the shipped default model (checkpoints/default.pt) is used.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from tqdm import tqdm
+
+from . import checkpoint, data, evaluate, models, tree
+
+
+class _Bar:
+    """A tqdm bar driven by (done, total) progress callbacks."""
+
+    def __init__(self, desc: str, unit: str = "img"):
+        self.desc, self.unit, self.bar = desc, unit, None
+
+    def __call__(self, done, total):
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, leave=False,
+                            dynamic_ncols=True, file=sys.stderr)
+        self.bar.update(done - self.bar.n)
+        if done >= total:
+            self.bar.close()
+
+
+def _table(rows: list[tuple], headers: tuple) -> str:
+    cells = [tuple(f"{c:.4f}" if isinstance(c, float) else str(c) for c in r) for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
+                               for i, (c, w) in enumerate(zip(r, widths)))
+    return "\n".join([line(headers), line(tuple("-" * w for w in widths)), *map(line, cells)])
+
+
+def cmd_synth(args):
+    from . import synthetic
+    path = synthetic.generate(args.out, args.n, seed=args.seed, progress=_Bar("rendering", "galaxy"))
+    print(f"wrote {args.n} synthetic galaxies to {path} (Kaggle layout; seed {args.seed})")
+
+
+def cmd_train(args):
+    from . import train
+    cfg = train.TrainConfig(model=args.model, epochs=args.epochs, minutes=args.minutes,
+                            batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                            subset=args.subset, val_fraction=args.val_fraction,
+                            device=args.device, precision=args.precision, patience=args.patience,
+                            skip_bad=args.skip_bad, tta=not args.no_tta)
+    if args.crop != "centre" or args.grayscale:
+        cfg = replace(cfg, preprocess=replace(cfg.preprocess, crop=args.crop, grayscale=args.grayscale))
+    bars: dict = {}
+
+    def callback(event, info):
+        if event == "data":
+            bars.setdefault("data", _Bar("decoding crops (once; cached)"))(info["done"], info["total"])
+        elif event == "step":
+            bar = bars.get("train")
+            if bar is None:
+                unit = "min" if cfg.minutes else "epoch"
+                total = cfg.minutes if cfg.minutes else cfg.epochs
+                bar = bars["train"] = tqdm(total=total, desc="training", unit=unit, leave=False,
+                                           dynamic_ncols=True, file=sys.stderr,
+                                           bar_format="{l_bar}{bar}| {postfix}")
+            bar.n = round(info["progress"] * bar.total, 2)
+            bar.set_postfix_str(f"epoch {info['epoch'] + 1} loss {info['loss'] ** 0.5:.4f} (rmse)",
+                                refresh=False)
+            bar.refresh() if bar.n != getattr(bar, "_last", None) else None
+            bar._last = bar.n
+        elif event == "epoch":
+            tqdm.write(f"epoch {info['epoch']:3d}  train {info['train_rmse']:.4f}  "
+                       f"val {info['val_rmse']:.4f}  best {info['best_val_rmse']:.4f}  "
+                       f"{info['seconds']:6.0f}s", file=sys.stderr)
+    result = train.fit(args.data, cfg, out=args.out, callback=callback, resume=args.resume)
+    if "train" in bars:
+        bars["train"].close()
+    rows = [("model", f"{args.model} ({result['device']}, {result['precision']})"),
+            ("train / val galaxies", f"{result['train_images']} / {result['val_images']}"),
+            ("epochs", result["epochs"]), ("wall time", f"{result['seconds']:.0f} s"),
+            ("val RMSE", result["val_rmse"])]
+    if "val_rmse_tta" in result:
+        rows.append(("val RMSE, 8-view TTA", result["val_rmse_tta"]))
+    print(_table(rows, ("", "")))
+    if result["skipped"]:
+        print(f"skipped {len(result['skipped'])} bad input(s), e.g. {result['skipped'][0]}")
+    print(f"checkpoint: {args.out}")
+
+
+def _load(args):
+    model, ckpt = checkpoint.load(args.checkpoint)
+    return model, ckpt, checkpoint.preprocess_of(ckpt)
+
+
+def cmd_evaluate(args):
+    model, ckpt, pp = _load(args)
+    galaxies = data.open_folder(args.data, labels=True, skip_bad=args.skip_bad)
+    crops, galaxies = data.load_crops(galaxies, pp, skip_bad=args.skip_bad,
+                                      progress=_Bar("decoding crops (once; cached)"))
+    cfg = ckpt.get("train_config") or {}
+    train_idx, val_idx = data.split(galaxies, cfg.get("val_fraction", 0.1), cfg.get("seed", 0))
+    if args.all:
+        val_idx = list(range(len(galaxies)))
+    pred = evaluate.predict(model, crops[val_idx], ckpt["input_size"], tta=not args.no_tta,
+                            progress=_Bar("predicting"))
+    truth = galaxies.labels[val_idx]
+    s = evaluate.scores(pred, truth)
+    base = evaluate.baselines(crops, galaxies.labels, train_idx, val_idx)
+    which = "all labelled galaxies" if args.all else "the validation split"
+    print(f"{len(val_idx)} galaxies ({which}), model {ckpt['model_config']['name']}"
+          f"{' with 8-view TTA' if not args.no_tta else ''}\n")
+    rows = [("model", s["rmse"])] + [(f"baseline: {k}", v) for k, v in base.items()]
+    print(_table(rows, ("predictor", "RMSE")) + "\n")
+    print(_table([(f"Q{q.number} {q.short}", s["per_question"][q.number]) for q in tree.QUESTIONS],
+                 ("question", "RMSE")))
+    if args.out:
+        evaluate.predictions_table(galaxies.ids[val_idx], pred, truth).to_csv(args.out, index=False)
+        print(f"\npredictions table: {args.out}")
+
+
+def cmd_predict(args):
+    model, ckpt, pp = _load(args)
+    galaxies = data.open_folder(args.data, labels=False, skip_bad=args.skip_bad)
+    crops, galaxies = data.load_crops(galaxies, pp, skip_bad=args.skip_bad,
+                                      progress=_Bar("decoding crops (once; cached)"))
+    pred = evaluate.predict(model, crops, ckpt["input_size"], tta=not args.no_tta,
+                            progress=_Bar("predicting"))
+    evaluate.write_submission(args.out, galaxies.ids, pred)
+    print(f"wrote predictions for {len(galaxies)} galaxies to {args.out}")
+    if galaxies.skipped:
+        print(f"skipped {len(galaxies.skipped)} bad input(s):", *galaxies.skipped[:10], sep="\n  ")
+
+
+def cmd_lr_find(args):
+    from . import train
+    cfg = train.TrainConfig(model=args.model, batch_size=args.batch_size)
+    found = train.lr_find(args.data, cfg)
+    print(f"suggested peak learning rate: {found['suggestion']:.2e}  (use with gz train --lr)")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="gz", description="Galaxy Zoo 2 morphology: train CNNs that answer the 11-question "
+        "decision tree, score them against the crowd, and predict new galaxies.",
+        epilog="A data folder is in the Kaggle 'Galaxy Challenge' layout: images_training_rev1/"
+               "<GalaxyID>.jpg + training_solutions_rev1.csv (labels), or images_test_rev1/. "
+               "Try: gz synth --n 1000 --out demo && gz train --data demo --minutes 2 --out demo.pt")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("synth", help="write a synthetic universe in the Kaggle layout")
+    s.add_argument("--n", type=int, default=1000, help="number of galaxies (default 1000)")
+    s.add_argument("--out", required=True, type=Path, help="folder to write")
+    s.add_argument("--seed", type=int, default=0, help="random seed (same seed, same galaxies)")
+    s.set_defaults(func=cmd_synth)
+
+    def common(sp, ckpt=True):
+        sp.add_argument("--data", required=True, type=Path, help="Kaggle-layout folder")
+        if ckpt:
+            sp.add_argument("--checkpoint", type=Path, default=None,
+                            help=f"model file (default: shipped {checkpoint.DEFAULT.name})")
+            sp.add_argument("--no-tta", action="store_true",
+                            help="skip 8-view test-time augmentation (8x faster, slightly worse)")
+        sp.add_argument("--skip-bad", action="store_true",
+                        help="skip unreadable images / rows without an image and report them")
+
+    t = sub.add_parser("train", help="train a model; writes the best checkpoint as it goes")
+    common(t, ckpt=False)
+    t.add_argument("--model", default="dieleman", choices=list(models.BACKBONES),
+                   help="architecture (default: dieleman, fast on CPU)")
+    budget = t.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, help="wall-clock budget; the schedule follows it")
+    budget.add_argument("--epochs", type=int, default=30, help="passes over the data (default 30)")
+    t.add_argument("--out", required=True, type=Path, help="checkpoint to write (.pt)")
+    t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--subset", type=int, help="train on only N galaxies (quick experiments)")
+    t.add_argument("--val-fraction", type=float, default=0.1, help="held-out share (default 0.1)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--crop", default="centre", choices=["centre", "roi"],
+                   help="centre crop, or a crop around the central bright source")
+    t.add_argument("--grayscale", action="store_true", help="train on luminance only")
+    t.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    t.add_argument("--patience", type=int, help="stop after N epochs without improvement")
+    t.add_argument("--resume", action="store_true", help="continue from --out if it exists")
+    t.add_argument("--no-tta", action="store_true", help="skip the final 8-view TTA score")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="RMSE overall and per question, beside the baselines")
+    common(e)
+    e.add_argument("--all", action="store_true",
+                   help="score every labelled galaxy (default: the checkpoint's validation split)")
+    e.add_argument("--out", type=Path, help="also write the predictions table (CSV)")
+    e.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="write a Kaggle submission CSV for a folder of images")
+    common(pr)
+    pr.add_argument("--out", required=True, type=Path, help="CSV to write")
+    pr.set_defaults(func=cmd_predict)
+
+    lf = sub.add_parser("lr-find", help="learning-rate range test")
+    lf.add_argument("--data", required=True, type=Path)
+    lf.add_argument("--model", default="dieleman", choices=list(models.BACKBONES))
+    lf.add_argument("--batch-size", type=int, default=64)
+    lf.set_defaults(func=cmd_lr_find)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (data.DataError, checkpoint.CheckpointError) as e:
+        print(f"gz {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

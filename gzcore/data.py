@@ -1,0 +1,309 @@
+"""Galaxy Zoo folders in the Kaggle layout: labels, images, crops and the decoded-crop cache.
+
+A folder holds `images_training_rev1/<GalaxyID>.jpg` (+ `training_solutions_rev1.csv`), or
+`images_test_rev1/<GalaxyID>.jpg`, or just images. Crops are decoded once into a memory-mapped uint8
+cache (N, H, W, C) keyed by a fingerprint of the files and the preprocessing, so that epochs never
+re-decode JPEGs and datasets larger than RAM still train.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile
+
+from . import tree
+
+IMAGE_DIRS = ("images_training_rev1", "images_test_rev1")
+LABELS_FILE = "training_solutions_rev1.csv"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+CACHE_VERSION = 1
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated JPEG is an error, never silently grey
+
+
+class DataError(ValueError):
+    """Bad input: the message names the file or row and, where possible, the fix."""
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How a 424 px cutout becomes a model input crop."""
+    crop: str = "centre"      # "centre": central square; "roi": square around the largest bright
+    #                           source, padded by `roi_pad` and never smaller than `crop_px`
+    crop_px: int = 207        # side of the central square, in 424-px units (scaled for other sizes)
+    size: int = 72            # side of the stored crop in pixels
+    grayscale: bool = False   # luminance only (stored as one channel)
+    roi_pad: float = 1.25     # ROI box enlargement factor
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.grayscale else 3
+
+
+@dataclass
+class GalaxySet:
+    """The galaxies of one folder: ids, image paths and (if present) weighted labels (N, 37)."""
+    root: Path
+    ids: np.ndarray                 # int64 GalaxyIDs
+    paths: list[Path]
+    labels: np.ndarray | None = None  # float32 (N, 37) weighted fractions
+    skipped: list[str] = field(default_factory=list)  # human-readable reasons, with --skip-bad
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, index: np.ndarray) -> "GalaxySet":
+        index = np.asarray(index)
+        return GalaxySet(self.root, self.ids[index], [self.paths[i] for i in index],
+                         None if self.labels is None else self.labels[index], list(self.skipped))
+
+
+def read_labels(csv_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read and check a Kaggle solutions CSV: (GalaxyIDs int64, weighted labels float32 (N, 37)).
+
+    Raises DataError naming the row for missing/extra columns, bad numbers, NaN, values out of
+    [0, 1] or rows that break the decision tree's sums.
+    """
+    import pandas as pd
+
+    csv_path = Path(csv_path)
+    try:
+        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except Exception as e:  # pandas raises many types for malformed files
+        raise DataError(f"{csv_path}: cannot be read as CSV ({e})") from e
+    missing = [c for c in ("GalaxyID", *tree.COLUMNS) if c not in df.columns]
+    if missing:
+        raise DataError(f"{csv_path}: missing column(s) {', '.join(missing[:5])}"
+                        f"{' …' if len(missing) > 5 else ''}; expected GalaxyID + Class1.1…Class11.6")
+    values = df[list(tree.COLUMNS)].apply(pd.to_numeric, errors="coerce")
+    ids = pd.to_numeric(df["GalaxyID"], errors="coerce")
+    bad_id = np.flatnonzero(ids.isna().to_numpy())
+    if len(bad_id):
+        i = bad_id[0]
+        raise DataError(f"{csv_path}, line {i + 2}: GalaxyID {df['GalaxyID'].iloc[i]!r} is not a number")
+    if ids.duplicated().any():
+        dup = int(ids[ids.duplicated()].iloc[0])
+        raise DataError(f"{csv_path}: GalaxyID {dup} appears more than once")
+    labels = values.to_numpy(dtype=np.float64)
+    ids = ids.to_numpy(dtype=np.int64)
+    problems = tree.check_labels(labels, ids=ids)
+    if problems:
+        first = problems[0]
+        raise DataError(f"{csv_path}, line {first.row + 2}: {first.message}"
+                        f" ({len(problems)} problem(s) in {len({p.row for p in problems})} row(s))")
+    return ids, labels.astype(np.float32)
+
+
+def find_images(root: Path) -> Path:
+    """The folder holding the images: one of the Kaggle image folders, or `root` itself."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder")
+    for name in IMAGE_DIRS:
+        if (root / name).is_dir():
+            return root / name
+    if any(p.suffix.lower() in IMAGE_SUFFIXES for p in root.iterdir()):
+        return root
+    raise DataError(f"{root}: not a Galaxy Zoo folder: expected {IMAGE_DIRS[0]}/<GalaxyID>.jpg "
+                    f"(+ {LABELS_FILE}), {IMAGE_DIRS[1]}/, or a folder of images")
+
+
+def open_folder(root, labels: bool | None = None, skip_bad: bool = False) -> GalaxySet:
+    """Index a Kaggle-layout folder. `labels=None` uses the CSV when present, True requires it.
+
+    Every labelled row needs its image: a missing one is an error naming it (or, with
+    `skip_bad`, a skipped row recorded in `GalaxySet.skipped`).
+    """
+    root = Path(root)
+    image_dir = find_images(root)
+    csv_path = root / LABELS_FILE
+    use_labels = csv_path.is_file() and image_dir.name != IMAGE_DIRS[1] if labels is None else labels
+    if use_labels and not csv_path.is_file():
+        raise DataError(f"{csv_path}: labels file not found (needed for training and evaluation)")
+    skipped: list[str] = []
+    if use_labels:
+        ids, y = read_labels(csv_path)
+        paths = [image_dir / f"{i}.jpg" for i in ids]
+        exists = np.array([p.is_file() for p in paths])
+        if not exists.all():
+            missing = [str(p) for p, ok in zip(paths, exists) if not ok]
+            if not skip_bad:
+                raise DataError(f"{len(missing)} labelled galaxies have no image, e.g. {missing[0]} "
+                                f"(use --skip-bad to skip them)")
+            skipped += [f"{m}: image missing" for m in missing]
+            ids, y = ids[exists], y[exists]
+            paths = [p for p, ok in zip(paths, exists) if ok]
+        return GalaxySet(root, ids, paths, y, skipped)
+    files = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    ids = np.array([int(p.stem) if p.stem.isdigit() else k for k, p in enumerate(files)],
+                   dtype=np.int64)
+    return GalaxySet(root, ids, files, None, skipped)
+
+
+def split(galaxies: GalaxySet, val_fraction: float = 0.1, seed: int = 0
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded train/validation split by a hash of each GalaxyID, so a galaxy stays on the same side
+    whatever else is in the folder. Returns (train_index, val_index)."""
+    h = (galaxies.ids.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+         + np.uint64(seed) * np.uint64(0xBF58476D1CE4E5B9)) >> np.uint64(11)
+    u = h.astype(np.float64) / 2.0 ** 53
+    is_val = u < val_fraction
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+# ---------------------------------------------------------------- decoding one image
+
+def _central_source(mask: np.ndarray, c: int) -> np.ndarray:
+    """The connected part of `mask` that touches the central 7x7 pixels (binary propagation)."""
+    region = np.zeros_like(mask)
+    region[c - 3:c + 4, c - 3:c + 4] = mask[c - 3:c + 4, c - 3:c + 4]
+    while True:
+        grown = region.copy()
+        grown[1:] |= region[:-1]
+        grown[:-1] |= region[1:]
+        grown[:, 1:] |= region[:, :-1]
+        grown[:, :-1] |= region[:, 1:]
+        grown &= mask
+        if (grown == region).all():
+            return region
+        region = grown
+
+
+def _roi_box(img: Image.Image, min_side: float, pad: float) -> tuple[float, float, float, float]:
+    """Centred square box holding the bright source at the centre (pixels > sky + 4σ after a
+    quarter-size resample), enlarged by `pad`, never smaller than `min_side`."""
+    small = np.asarray(img.convert("L").resize((106, 106), Image.BILINEAR), dtype=np.float32)
+    sky = np.median(small)
+    sigma = 1.4826 * np.median(np.abs(small - sky)) + 1.0
+    c = 53
+    region = _central_source(small > sky + 4 * sigma, c)
+    half = min_side / 2
+    if region.any():
+        ys, xs = np.nonzero(region)
+        extent = max(np.abs(xs - c).max(), np.abs(ys - c).max()) + 1
+        half = max(half, extent * img.width / 106 * pad)
+    half = min(half, img.width / 2)
+    lo, hi = img.width / 2 - half, img.width / 2 + half
+    return (lo, lo, hi, hi)
+
+
+def decode(path: Path, pp: Preprocess) -> np.ndarray:
+    """One image file -> uint8 crop (size, size, channels). Uses JPEG draft mode (DCT scaling) so a
+    424 px JPEG is decoded at the smallest scale that still covers the crop."""
+    try:
+        with Image.open(path) as img:
+            side = min(img.size)
+            crop = pp.crop_px * side / 424
+            k = 1
+            while k < 8 and crop / (2 * k) >= pp.size:
+                k *= 2
+            if k > 1 and pp.crop == "centre":
+                img.draft("RGB", (img.width // k, img.height // k))
+            img = img.convert("RGB")
+            img.load()
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: cannot decode image ({e})") from e
+    if img.width != img.height:  # non-square: take the central square
+        s = min(img.size)
+        left, top = (img.width - s) // 2, (img.height - s) // 2
+        img = img.crop((left, top, left + s, top + s))
+    crop = pp.crop_px * img.width / 424
+    if pp.crop == "roi":
+        box = _roi_box(img, crop, pp.roi_pad)
+    elif pp.crop == "centre":
+        c = img.width / 2
+        box = (c - crop / 2, c - crop / 2, c + crop / 2, c + crop / 2)
+    else:
+        raise ValueError(f"unknown crop mode {pp.crop!r}; use 'centre' or 'roi'")
+    out = img.resize((pp.size, pp.size), Image.BILINEAR, box=box, reducing_gap=None)
+    if pp.grayscale:
+        out = out.convert("L")
+    arr = np.asarray(out, dtype=np.uint8)
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+# ---------------------------------------------------------------- the cache
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("GZ_CACHE", Path.home() / ".cache" / "gzcore"))
+
+
+def fingerprint(galaxies: GalaxySet, pp: Preprocess) -> str:
+    """Hash of the image files (name, size, mtime) and the preprocessing: the cache key, also stored
+    in checkpoints as the data fingerprint."""
+    h = hashlib.sha1(json.dumps([CACHE_VERSION, asdict(pp)]).encode())
+    for p in galaxies.paths:
+        st = p.stat()
+        h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _decode_chunk(args):
+    paths, pp, skip_bad = args
+    out, bad = [], []
+    for p in paths:
+        try:
+            out.append(decode(p, pp))
+        except DataError as e:
+            if not skip_bad:
+                raise
+            bad.append(str(e))
+            out.append(None)
+    return out, bad
+
+
+def load_crops(galaxies: GalaxySet, pp: Preprocess = Preprocess(), cache_dir: Path | None = None,
+               workers: int | None = None, skip_bad: bool = False, progress=None
+               ) -> tuple[np.ndarray, GalaxySet]:
+    """Decoded crops of every galaxy, (N, size, size, C) uint8, memory-mapped from the cache
+    (built on first use). With `skip_bad`, undecodable images are dropped: the returned GalaxySet
+    is the matching subset and lists them in `.skipped`."""
+    cache_dir = Path(cache_dir or default_cache_dir())
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = fingerprint(galaxies, pp)
+    npy, meta = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
+    if npy.is_file() and meta.is_file():
+        info = json.loads(meta.read_text())
+        keep = np.array(info["keep"], dtype=bool)
+        if len(keep) == len(galaxies):
+            kept = galaxies.subset(np.flatnonzero(keep))
+            kept.skipped += info["bad"]
+            return np.load(npy, mmap_mode="r"), kept
+    n, s, c = len(galaxies), pp.size, pp.channels
+    tmp = npy.with_suffix(f".tmp{os.getpid()}.npy")
+    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, s, s, c))
+    workers = workers or min(os.cpu_count() or 1, 8)
+    chunk = 64
+    jobs = [(galaxies.paths[i:i + chunk], pp, skip_bad) for i in range(0, n, chunk)]
+    keep = np.ones(n, dtype=bool)
+    bad_all: list[str] = []
+    try:
+        with ProcessPoolExecutor(workers) as pool:
+            for j, (crops, bad) in enumerate(pool.map(_decode_chunk, jobs)):
+                for k, crop in enumerate(crops):
+                    if crop is None:
+                        keep[j * chunk + k] = False
+                    else:
+                        arr[j * chunk + k] = crop
+                bad_all += bad
+                if progress:
+                    progress(min((j + 1) * chunk, n), n)
+        arr.flush()
+        del arr
+        if not keep.all():  # compact: rewrite without the bad rows
+            full = np.load(tmp, mmap_mode="r")
+            np.save(tmp, np.ascontiguousarray(full[keep]))
+            del full
+        os.replace(tmp, npy)
+        meta.write_text(json.dumps({"n": int(keep.sum()), "preprocess": asdict(pp),
+                                    "keep": keep.tolist(), "bad": bad_all}))
+    finally:
+        tmp.unlink(missing_ok=True)
+    kept = galaxies.subset(np.flatnonzero(keep))
+    kept.skipped += bad_all
+    return np.load(npy, mmap_mode="r"), kept

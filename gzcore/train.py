@@ -1,0 +1,304 @@
+"""One training routine for CPU and CUDA: AdamW + one-cycle schedule, MSE (the Kaggle metric
+squared), mixed precision where the hardware gains from it, validation every epoch, atomic
+checkpoints, resume, early stopping, an LR finder and progress callbacks.
+
+Device choices are settled once in `Setup`; the loop itself has no device branches.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import augment, checkpoint, data, evaluate, models
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "dieleman"       # backbone name, see models.BACKBONES
+    epochs: int = 30              # used when `minutes` is None
+    minutes: float | None = None  # wall-clock budget for the whole run (schedule follows time)
+    batch_size: int = 64
+    lr: float = 2e-3              # peak learning rate of the one-cycle schedule
+    weight_decay: float = 1e-4
+    warmup: float = 0.15          # fraction of the run spent warming up
+    val_fraction: float = 0.1
+    seed: int = 0
+    subset: int | None = None     # train on the first N training galaxies only (quick runs)
+    input_size: int = 64          # model input side; the cache keeps a margin for rotations
+    preprocess: data.Preprocess = data.Preprocess(crop_px=232, size=72)
+    precision: str = "auto"       # auto | fp32 | bf16 | fp16
+    device: str = "auto"          # auto | cpu | cuda
+    patience: int | None = None   # early stopping: epochs without improvement
+    tta: bool = True              # 8-view test-time augmentation for the final validation score
+    answer_weights: tuple[float, ...] | None = None  # per-answer MSE weights (37), None = plain MSE
+    skip_bad: bool = False        # skip unreadable images / unlabelled rows instead of stopping
+    threads: int | None = None    # torch CPU threads (None = torch's default)
+
+
+def cpu_has_native_bf16() -> bool:
+    """bf16 autocast only pays on CPUs with bf16 instructions (AVX512-BF16 or AMX); elsewhere it
+    is emulated and slower than fp32 (measured: 0.55x on this project's AVX-512 CI machine)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@dataclass
+class Setup:
+    """Device, precision and data placement, decided once."""
+    device: torch.device
+    precision: str
+
+    @classmethod
+    def choose(cls, device: str = "auto", precision: str = "auto") -> "Setup":
+        dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                           ("cpu" if device == "auto" else device))
+        if precision == "auto":
+            if dev.type == "cuda":
+                precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            else:
+                precision = "bf16" if cpu_has_native_bf16() else "fp32"
+        return cls(dev, precision)
+
+
+def one_cycle(progress: float, peak: float, warmup: float) -> float:
+    """Learning rate at `progress` in [0, 1]: cosine warm-up to `peak`, cosine decay to ~0."""
+    p = min(max(progress, 0.0), 1.0)
+    if p < warmup:
+        return peak * (0.04 + 0.96 * (1 - math.cos(math.pi * p / warmup)) / 2)
+    return peak * (1 + math.cos(math.pi * (p - warmup) / (1 - warmup))) / 2 + peak * 1e-4
+
+
+def loss_fn(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    sq = (pred.float() - target) ** 2
+    return (sq * weights).mean() if weights is not None else sq.mean()
+
+
+@dataclass
+class Prepared:
+    """Everything a run reads: crops (memory-mapped uint8), labels, split, normalisation."""
+    galaxies: data.GalaxySet
+    crops: np.ndarray
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    mean: list[float]
+    std: list[float]
+    fingerprint: str
+    skipped: list[str] = field(default_factory=list)
+
+
+def prepare(data_dir, cfg: TrainConfig, cache_dir=None, progress=None) -> Prepared:
+    galaxies = data.open_folder(data_dir, labels=True, skip_bad=cfg.skip_bad)
+    crops, galaxies = data.load_crops(galaxies, cfg.preprocess, cache_dir=cache_dir,
+                                      skip_bad=cfg.skip_bad, progress=progress)
+    train_idx, val_idx = data.split(galaxies, cfg.val_fraction, cfg.seed)
+    if cfg.subset:
+        train_idx = train_idx[:cfg.subset]
+    sample = np.asarray(crops[np.sort(train_idx[:2000])], np.float32) / 255.0
+    mean = sample.mean(axis=(0, 1, 2)).tolist()
+    std = (sample.std(axis=(0, 1, 2)) + 1e-3).tolist()
+    return Prepared(galaxies, crops, train_idx, val_idx, mean, std,
+                    data.fingerprint(galaxies, cfg.preprocess), galaxies.skipped)
+
+
+class Batches:
+    """Shuffled (uint8 images, labels) batches on the device. The crops stay memory-mapped on the
+    host unless the device is a GPU with room for all of them (then the whole set moves once)."""
+
+    def __init__(self, crops, labels, index, batch_size, device, generator):
+        self.index, self.batch_size, self.device, self.gen = index, batch_size, device, generator
+        on_gpu = device.type == "cuda" and crops.nbytes < 0.5 * torch.cuda.mem_get_info(device)[0]
+        self.crops = torch.from_numpy(np.asarray(crops[index])).to(device) if on_gpu else crops
+        self.labels = torch.from_numpy(labels[index]).to(device)
+        self.local = on_gpu
+
+    def __len__(self):
+        return len(self.index) // self.batch_size  # drop the ragged last batch
+
+    def __iter__(self):
+        order = torch.randperm(len(self.index), generator=self.gen).numpy()
+        for b in range(len(self)):
+            pos = np.sort(order[b * self.batch_size:(b + 1) * self.batch_size])
+            if self.local:
+                x = self.crops[torch.from_numpy(pos).to(self.device)]
+            else:
+                x = torch.from_numpy(np.asarray(self.crops[self.index[pos]])).to(self.device,
+                                                                                  non_blocking=True)
+            yield x, self.labels[torch.from_numpy(pos).to(self.device)]
+
+
+def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, stop=None,
+        resume: bool = False, cache_dir=None, prepared: Prepared | None = None) -> dict:
+    """Train a model on a labelled Kaggle-layout folder and return its metrics.
+
+    callback(event, info) is called with event in {'data', 'step', 'epoch', 'done'};
+    `stop` is an optional threading.Event: set it to end the run after the current batch.
+    The best model (by validation RMSE) is written to `out` after every improving epoch.
+    """
+    started = time.time()
+    callback = callback or (lambda event, info: None)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    setup = Setup.choose(cfg.device, cfg.precision)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    prep = prepared or prepare(data_dir, cfg, cache_dir,
+                               progress=lambda d, n: callback("data", {"done": d, "total": n}))
+    labels = prep.galaxies.labels
+    model_config = {"name": cfg.model, "head": "tree", "in_channels": cfg.preprocess.channels,
+                    "mean": prep.mean, "std": prep.std}
+    model = models.build(**model_config).to(setup.device, memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler(enabled=setup.precision == "fp16")
+    weights = None if cfg.answer_weights is None else \
+        torch.tensor(cfg.answer_weights, dtype=torch.float32, device=setup.device)
+    history: list[dict] = []
+    progress, best, best_state, spent = 0.0, math.inf, None, 0.0
+    if resume and out and Path(out).is_file():
+        model, ckpt = checkpoint.load(out, expect_model=cfg.model)
+        model.to(setup.device, memory_format=torch.channels_last)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if "optimizer" in ckpt:
+            opt.load_state_dict(ckpt["optimizer"])
+        progress, history = ckpt.get("progress") or 0.0, ckpt["history"]
+        best = ckpt["metrics"].get("val_rmse", math.inf)
+        spent = history[-1]["seconds"] if history else 0.0
+    batches = Batches(prep.crops, labels, prep.train_idx, cfg.batch_size, setup.device, gen)
+    if len(batches) == 0:
+        raise data.DataError(f"{data_dir}: only {len(prep.train_idx)} training galaxies; need at "
+                             f"least one batch of {cfg.batch_size}")
+    total_steps = cfg.epochs * len(batches)
+    budget = cfg.minutes * 60 if cfg.minutes else None
+    step = round(progress * total_steps) if not budget else 0
+    loop_start = time.time() - spent
+    epoch = len(history)
+    stale = 0
+
+    def save(path, metrics):
+        checkpoint.save(path, model, model_config=model_config, preprocess=cfg.preprocess,
+                        input_size=cfg.input_size, metrics=metrics, history=history,
+                        train_config=_jsonable(cfg), optimizer=opt, progress=progress,
+                        data_fingerprint=prep.fingerprint)
+
+    while progress < 1.0 and not (stop is not None and stop.is_set()):
+        model.train()
+        seen, loss_sum = 0, 0.0
+        for xb, yb in batches:
+            progress = (time.time() - loop_start) / budget if budget else step / total_steps
+            if progress >= 1.0 or (stop is not None and stop.is_set()):
+                break
+            for group in opt.param_groups:
+                group["lr"] = one_cycle(progress, cfg.lr, cfg.warmup)
+            x = augment.random_affine(augment.to_float(xb), gen, out_size=cfg.input_size)
+            x = x.contiguous(memory_format=torch.channels_last)
+            with evaluate.autocast(setup.device, setup.precision):
+                loss = loss_fn(model(x), yb, weights)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            step += 1
+            seen += len(xb)
+            loss_sum += loss.item() * len(xb)
+            callback("step", {"epoch": epoch, "progress": progress, "loss": loss.item()})
+        if not budget:
+            progress = step / total_steps
+        if seen == 0:
+            break
+        pred = evaluate.predict(model, prep.crops[prep.val_idx] if len(prep.val_idx) else prep.crops[:0],
+                                cfg.input_size, device=setup.device, precision=setup.precision)
+        val_rmse = evaluate.rmse(pred, labels[prep.val_idx]) if len(prep.val_idx) else math.nan
+        epoch += 1
+        history.append({"epoch": epoch, "train_rmse": math.sqrt(loss_sum / seen), "val_rmse": val_rmse,
+                        "lr": opt.param_groups[0]["lr"], "seconds": time.time() - loop_start,
+                        "images": seen})
+        improved = val_rmse < best or math.isnan(best)
+        if improved:
+            best, stale = val_rmse, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if out:
+                save(out, {"val_rmse": val_rmse, "epoch": epoch})
+        else:
+            stale += 1
+        callback("epoch", dict(history[-1], best_val_rmse=best))
+        if cfg.patience and stale >= cfg.patience:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    result = {"val_rmse": best, "epochs": epoch, "seconds": time.time() - started,
+              "train_images": len(prep.train_idx), "val_images": len(prep.val_idx),
+              "device": str(setup.device), "precision": setup.precision,
+              "skipped": prep.skipped, "history": history}
+    if len(prep.val_idx) and cfg.tta:
+        pred = evaluate.predict(model, prep.crops[prep.val_idx], cfg.input_size, tta=True,
+                                device=setup.device, precision=setup.precision)
+        result["val_rmse_tta"] = evaluate.rmse(pred, labels[prep.val_idx])
+    result["seconds"] = time.time() - started
+    if out:
+        metrics = {k: result[k] for k in ("val_rmse", "val_rmse_tta", "epochs", "seconds",
+                                          "train_images", "val_images") if k in result}
+        save(out, metrics)
+    result["model"] = model
+    callback("done", {k: v for k, v in result.items() if k != "model"})
+    return result
+
+
+def _jsonable(cfg: TrainConfig) -> dict:
+    d = asdict(cfg)
+    d["answer_weights"] = list(cfg.answer_weights) if cfg.answer_weights else None
+    return d
+
+
+def config_from_dict(d: dict) -> TrainConfig:
+    """The inverse of the dict stored in checkpoints."""
+    d = dict(d)
+    d["preprocess"] = data.Preprocess(**d["preprocess"])
+    if d.get("answer_weights"):
+        d["answer_weights"] = tuple(d["answer_weights"])
+    return replace(TrainConfig(), **d)
+
+
+def lr_find(data_dir, cfg: TrainConfig = TrainConfig(), start: float = 1e-5, end: float = 1.0,
+            steps: int = 80, cache_dir=None, prepared: Prepared | None = None) -> dict:
+    """Leslie Smith's range test: raise the LR exponentially for `steps` batches and record the
+    smoothed loss. Suggests the LR of steepest descent. Returns {'lrs', 'losses', 'suggestion'}."""
+    setup = Setup.choose(cfg.device, cfg.precision)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    prep = prepared or prepare(data_dir, cfg, cache_dir)
+    model = models.build(cfg.model, in_channels=cfg.preprocess.channels, mean=prep.mean,
+                         std=prep.std).to(setup.device, memory_format=torch.channels_last).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=start, weight_decay=cfg.weight_decay)
+    batches = Batches(prep.crops, prep.galaxies.labels, prep.train_idx, cfg.batch_size,
+                      setup.device, gen)
+    lrs, losses, smooth = [], [], None
+    i = 0
+    while i < steps:
+        for xb, yb in batches:
+            lr = start * (end / start) ** (i / (steps - 1))
+            for group in opt.param_groups:
+                group["lr"] = lr
+            x = augment.random_affine(augment.to_float(xb), gen, out_size=cfg.input_size)
+            with evaluate.autocast(setup.device, setup.precision):
+                loss = loss_fn(model(x.contiguous(memory_format=torch.channels_last)), yb, None)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            smooth = loss.item() if smooth is None else 0.9 * smooth + 0.1 * loss.item()
+            lrs.append(lr)
+            losses.append(smooth)
+            i += 1
+            if i >= steps or (i > 10 and losses[-1] > 4 * min(losses)):
+                break
+        if i > 10 and losses[-1] > 4 * min(losses):
+            break
+    grads = np.gradient(np.log(np.maximum(losses, 1e-12)), np.log(lrs))
+    k = int(np.argmin(grads[: int(np.argmin(losses)) + 1]))
+    return {"lrs": lrs, "losses": losses, "suggestion": float(lrs[k])}

@@ -1,0 +1,134 @@
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gzcore import data, tree
+
+
+def _copy_folder(src, dst, n=None):
+    """A writable copy of a Kaggle-layout folder (optionally the first n labelled rows)."""
+    (dst / data.IMAGE_DIRS[0]).mkdir(parents=True)
+    lines = (src / data.LABELS_FILE).read_text().splitlines()
+    lines = lines[: (n + 1) if n else None]
+    (dst / data.LABELS_FILE).write_text("\n".join(lines) + "\n")
+    for line in lines[1:]:
+        gid = line.split(",")[0]
+        shutil.copy(src / data.IMAGE_DIRS[0] / f"{gid}.jpg", dst / data.IMAGE_DIRS[0] / f"{gid}.jpg")
+    return dst
+
+
+def test_open_folder_reads_labels_and_images(synth_dir):
+    g = data.open_folder(synth_dir)
+    assert len(g) == 48 and g.labels.shape == (48, 37) and all(p.is_file() for p in g.paths)
+
+
+def test_split_is_seeded_and_stable_per_galaxy(synth_dir):
+    g = data.open_folder(synth_dir)
+    tr, va = data.split(g, 0.25, seed=3)
+    assert len(set(tr) & set(va)) == 0 and len(tr) + len(va) == len(g)
+    tr2, va2 = data.split(g.subset(np.arange(0, 48, 2)), 0.25, seed=3)
+    # a galaxy lands on the same side whatever else is in the folder
+    assert set(g.ids[va]) & set(g.ids[::2]) == set(g.subset(np.arange(0, 48, 2)).ids[va2])
+    assert not np.array_equal(data.split(g, 0.25, seed=4)[1], va)
+
+
+def test_crops_are_cached_and_invalidated(synth_dir, tmp_path):
+    g = data.open_folder(synth_dir)
+    pp = data.Preprocess(size=32)
+    crops, _ = data.load_crops(g, pp, cache_dir=tmp_path, workers=1)
+    assert crops.shape == (48, 32, 32, 3) and crops.dtype == np.uint8
+    assert isinstance(crops, np.memmap)
+    assert len(list(tmp_path.glob("*.npy"))) == 1
+    again, _ = data.load_crops(g, pp, cache_dir=tmp_path, workers=1)
+    np.testing.assert_array_equal(again, crops)
+    data.load_crops(g, data.Preprocess(size=32, grayscale=True), cache_dir=tmp_path, workers=1)
+    assert len(list(tmp_path.glob("*.npy"))) == 2  # other parameters, other cache
+
+
+def test_decode_modes_and_odd_images(tmp_path, synth_dir):
+    path = next((synth_dir / data.IMAGE_DIRS[0]).iterdir())
+    centre = data.decode(path, data.Preprocess(size=64))
+    assert centre.shape == (64, 64, 3)
+    roi = data.decode(path, data.Preprocess(size=64, crop="roi"))
+    assert roi.shape == (64, 64, 3)
+    gray = data.decode(path, data.Preprocess(size=64, grayscale=True))
+    assert gray.shape == (64, 64, 1)
+    # a grayscale, non-424 image is handled, not rejected
+    small = tmp_path / "1.jpg"
+    Image.open(path).convert("L").resize((300, 300)).save(small)
+    assert data.decode(small, data.Preprocess(size=64)).shape == (64, 64, 3)
+
+
+def test_draft_decoding_matches_full_decode(synth_dir):
+    """JPEG draft mode must give (nearly) the crop a full decode gives."""
+    path = next((synth_dir / data.IMAGE_DIRS[0]).iterdir())
+    fast = data.decode(path, data.Preprocess(size=64)).astype(float)
+    with Image.open(path) as img:
+        full = np.asarray(img.convert("RGB").resize((64, 64), Image.BILINEAR,
+                                                     box=(108.5, 108.5, 315.5, 315.5))).astype(float)
+    assert np.abs(fast - full).mean() < 3.0
+
+
+def test_missing_image_names_the_file(synth_dir, tmp_path):
+    folder = _copy_folder(synth_dir, tmp_path / "f", n=10)
+    victim = sorted((folder / data.IMAGE_DIRS[0]).iterdir())[3]
+    victim.unlink()
+    with pytest.raises(data.DataError, match=victim.name):
+        data.open_folder(folder)
+    g = data.open_folder(folder, skip_bad=True)
+    assert len(g) == 9 and victim.name in g.skipped[0]
+
+
+def test_corrupt_and_truncated_jpegs(synth_dir, tmp_path):
+    folder = _copy_folder(synth_dir, tmp_path / "f", n=10)
+    files = sorted((folder / data.IMAGE_DIRS[0]).iterdir())
+    files[2].write_bytes(b"not a jpeg at all")
+    files[5].write_bytes(files[5].read_bytes()[:2000])  # truncated
+    g = data.open_folder(folder)
+    with pytest.raises(data.DataError, match=files[2].name):
+        data.load_crops(g, data.Preprocess(size=32), cache_dir=tmp_path / "c", workers=1)
+    crops, kept = data.load_crops(g, data.Preprocess(size=32), cache_dir=tmp_path / "c", workers=1,
+                                  skip_bad=True)
+    assert len(crops) == len(kept) == 8
+    assert any(files[2].name in s for s in kept.skipped) and any(files[5].name in s for s in kept.skipped)
+    assert files[2].stem not in map(str, kept.ids)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda df: df.drop(columns=["Class4.2"]), "missing column"),
+    (lambda df: df.assign(**{"Class1.1": np.nan}), "missing value in Class1.1"),
+    (lambda df: df.assign(**{"Class2.1": 1.5}), "outside"),
+    (lambda df: df.assign(**{"Class3.1": df["Class3.1"] + 0.3}), "Q3 answers sum"),
+    (lambda df: df.assign(GalaxyID="abc"), "is not a number"),
+])
+def test_bad_labels_name_the_row(synth_dir, tmp_path, mutate, message):
+    import pandas as pd
+    df = pd.read_csv(synth_dir / data.LABELS_FILE)
+    bad = tmp_path / "labels.csv"
+    mutate(df).to_csv(bad, index=False)
+    with pytest.raises(data.DataError, match=message) as err:
+        data.read_labels(bad)
+    assert str(bad) in str(err.value)
+
+
+def test_real_labels_pass_and_a_broken_copy_is_flagged(real_dir, tmp_path):
+    ids, labels = data.read_labels(real_dir / data.LABELS_FILE)
+    assert len(ids) == labels.shape[0] >= 1000
+    lines = (real_dir / data.LABELS_FILE).read_text().splitlines()
+    cells = lines[500].split(",")
+    cells[tree.COLUMN_INDEX["Class5.2"] + 1] = str(float(cells[tree.COLUMN_INDEX["Class5.2"] + 1]) + 0.25)
+    lines[500] = ",".join(cells)
+    broken = tmp_path / data.LABELS_FILE
+    broken.write_text("\n".join(lines) + "\n")
+    with pytest.raises(data.DataError, match=rf"line 501: GalaxyID {cells[0]}: Q5 answers sum"):
+        data.read_labels(broken)
+
+
+def test_real_images_decode(real_dir, tmp_path):
+    g = data.open_folder(real_dir).subset(np.arange(40))
+    crops, kept = data.load_crops(g, data.Preprocess(), cache_dir=tmp_path)
+    assert crops.shape == (40, 72, 72, 3) and len(kept) == 40
+    centre, edge = crops[:, 30:42, 30:42].mean(), crops[:, :8, :8].mean()
+    assert centre > 3 * edge  # the galaxy is in the middle of the crop

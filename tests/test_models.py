@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+import torch
+
+from gzcore import checkpoint, data, models, tree
+
+
+@pytest.mark.parametrize("name", list(models.BACKBONES))
+def test_every_model_obeys_the_tree_for_any_input(name):
+    torch.manual_seed(0)
+    model = models.build(name).eval()
+    x = torch.rand(3, 3, 64, 64) * 4 - 2  # also far outside the training range
+    with torch.no_grad():
+        y = model(x).numpy()
+    assert y.shape == (3, 37)
+    assert tree.check_labels(y, tol=1e-5) == []
+
+
+def test_tree_head_property_on_random_logits():
+    """Whatever the features, each question sums to its reach weight and values lie in [0, 1]."""
+    head = models.TreeHead(16)
+    gen = torch.Generator().manual_seed(0)
+    for scale in (0.01, 1.0, 100.0):
+        with torch.no_grad():
+            head.linear.weight.normal_(0, scale, generator=gen)
+            y = head(torch.randn(256, 16, generator=gen) * scale).numpy()
+        assert tree.check_labels(y, tol=1e-5) == []
+        r = tree.reach(y)
+        for i, q in enumerate(tree.QUESTIONS):
+            np.testing.assert_allclose(y[:, tree.SLICES[q.number]].sum(1), r[:, i], atol=1e-5)
+
+
+def test_regression_head_and_embedding():
+    m = models.build("dieleman", head="regression", n_outputs=2).eval()
+    x = torch.rand(2, 3, 64, 64)
+    assert m(x).shape == (2, 2)
+    assert m.embed(x).shape == (2, m.backbone.out_features)
+
+
+def test_grayscale_input():
+    m = models.build("resnet18", in_channels=1).eval()
+    assert m(torch.rand(1, 1, 64, 64)).shape == (1, 37)
+
+
+def test_unknown_model_names_the_choices():
+    with pytest.raises(ValueError, match="dieleman"):
+        models.build("vgg99")
+
+
+def _save(path, name="dieleman"):
+    m = models.build(name)
+    return checkpoint.save(path, m, model_config={"name": name, "head": "tree", "in_channels": 3},
+                           preprocess=data.Preprocess(), input_size=64), m
+
+
+def test_checkpoint_round_trip_rebuilds_the_model(tmp_path):
+    path, m = _save(tmp_path / "a.pt")
+    loaded, ckpt = checkpoint.load(path)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), m.eval()(x))
+    assert ckpt["input_size"] == 64 and checkpoint.preprocess_of(ckpt) == data.Preprocess()
+
+
+def test_wrong_checkpoints_say_what_differs(tmp_path):
+    path, _ = _save(tmp_path / "a.pt")
+    with pytest.raises(checkpoint.CheckpointError, match="holds a 'dieleman' model, not 'resnet18'"):
+        checkpoint.load(path, expect_model="resnet18")
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["model_config"]["name"] = "resnet18"  # weights of one model under another's name
+    torch.save(ckpt, tmp_path / "b.pt")
+    with pytest.raises(checkpoint.CheckpointError, match="do not fit the 'resnet18' model"):
+        checkpoint.load(tmp_path / "b.pt")
+    torch.save(models.build().state_dict(), tmp_path / "c.pt")  # a bare state_dict
+    with pytest.raises(checkpoint.CheckpointError, match="not a gzcore checkpoint"):
+        checkpoint.load(tmp_path / "c.pt")
+    (tmp_path / "d.pt").write_bytes(b"garbage")
+    with pytest.raises(checkpoint.CheckpointError, match="d.pt"):
+        checkpoint.load(tmp_path / "d.pt")
+
+
+class _Boom:
+    def __reduce__(self):
+        return (print, ("code ran at load time",))
+
+
+def test_loading_never_runs_code(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": checkpoint.FORMAT, "payload": _Boom()}, path)
+    with pytest.raises(checkpoint.CheckpointError, match="not a readable gzcore checkpoint"):
+        checkpoint.read(path)
+
+
+def test_the_shipped_default_checkpoint_loads_offline():
+    model, ckpt = checkpoint.load()
+    assert ckpt["metrics"]["val_rmse"] < 0.1
+    assert model(torch.rand(1, 3, ckpt["input_size"], ckpt["input_size"])).shape == (1, 37)
