@@ -65,16 +65,14 @@ def cmd_train(args):
         elif event == "step":
             bar = bars.get("train")
             if bar is None:
-                unit = "min" if cfg.minutes else "epoch"
-                total = cfg.minutes if cfg.minutes else cfg.epochs
-                bar = bars["train"] = tqdm(total=total, desc="training", unit=unit, leave=False,
-                                           dynamic_ncols=True, file=sys.stderr,
-                                           bar_format="{l_bar}{bar}| {postfix}")
-            bar.n = round(info["progress"] * bar.total, 2)
-            bar.set_postfix_str(f"epoch {info['epoch'] + 1} loss {info['loss'] ** 0.5:.4f} (rmse)",
-                                refresh=False)
-            bar.refresh() if bar.n != getattr(bar, "_last", None) else None
-            bar._last = bar.n
+                total = cfg.minutes * 60 if cfg.minutes else cfg.epochs
+                bar = bars["train"] = tqdm(total=total, unit="s" if cfg.minutes else "epoch",
+                                           leave=False, dynamic_ncols=True, file=sys.stderr,
+                                           bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}",
+                                           mininterval=0.5)
+            bar.set_description_str(f"training: epoch {info['epoch'] + 1}, batch RMSE "
+                                    f"{info['loss'] ** 0.5:.4f}", refresh=False)
+            bar.update(info["progress"] * bar.total - bar.n)
         elif event == "epoch":
             tqdm.write(f"epoch {info['epoch']:3d}  train {info['train_rmse']:.4f}  "
                        f"val {info['val_rmse']:.4f}  best {info['best_val_rmse']:.4f}  "
