@@ -1,0 +1,220 @@
+"""Why did the model answer that? Captum attribution maps for one answer of one galaxy.
+
+`explain(model, image, question=4, answer="Class4.1", method="gradcam")` returns an `Attribution`
+whose `map` (H, W) says which pixels drove the answer; `overlay` paints it over the image. By default
+the explained output is the *conditional* answer (its probability given the question was asked),
+because the weighted one also carries the evidence for every question on the way to it.
+
+Maps are normalised per image, so they compare places within a galaxy, not between galaxies:
+unsigned methods (saliency, smoothgrad, gradcam) give [0, 1], signed ones (integrated_gradients,
+occlusion) give [-1, 1], positive where the pixels raise the answer. Grad-CAM keeps only regions
+that raise the answer: an all-zero map means none does. Its resolution is the backbone's last
+feature map (4x4 for dieleman, 2x2 for the resnets at 64 px input), upsampled.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from captum.attr import (IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel, Occlusion,
+                         Saliency)
+from torch import nn
+
+from . import augment, models, tree
+
+# Each method's options and their defaults; `explain(..., **options)` overrides them.
+METHODS: dict[str, dict] = {
+    "saliency": {},
+    "gradcam": {},
+    "smoothgrad": {"nt_samples": 16, "stdevs": 0.15, "batch_size": 8},  # noise sd, [0, 1] units
+    "integrated_gradients": {"n_steps": 32, "batch_size": 8},           # baseline: black sky
+    "occlusion": {"window": 8, "stride": 4, "batch_size": 32},          # slow: a pass per window
+}
+SIGNED = ("integrated_gradients", "occlusion")
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: the map is an array
+class Attribution:
+    map: np.ndarray       # (H, W) float32: [0, 1], or [-1, 1] when `signed`
+    method: str
+    question: int
+    answer: str           # column, e.g. "Class4.1"
+    conditional: bool     # True: explains P(answer | question asked); False: the weighted output
+    target_value: float   # the model's value of the explained output for this image
+    signed: bool
+    seconds: float
+
+
+def model_input(crop, input_size: int | None = None) -> torch.Tensor:
+    """A uint8 crop (H, W, C) -> the model's input (C, s, s) in [0, 1]: its central `input_size`
+    pixels, as in training and `evaluate.predict`."""
+    x = augment.to_float(torch.tensor(np.asarray(crop))[None])  # a copy: crops may be read-only
+    return augment.centre(x, input_size)[0]
+
+
+def _outputs(model: models.GalaxyModel, conditional: bool):
+    """The function Captum differentiates: images (B, C, H, W) -> (B, 37)."""
+    if not conditional:
+        return model
+    return lambda x: model.head.conditional(model.head.linear(model.embed(x)).float())
+
+
+def _counting(forward, total: int, progress):
+    """`forward` that reports the images it has seen as progress(done, total)."""
+    if progress is None:
+        return forward
+    seen = 0
+
+    def counted(x):
+        nonlocal seen
+        out = forward(x)
+        seen += len(x)
+        progress(min(seen, total), total)
+        return out
+    return counted
+
+
+def _evaluations(method: str, x: torch.Tensor, opts: dict) -> int:
+    """How many images `method` pushes through the model (the progress total)."""
+    if method == "smoothgrad":
+        return opts["nt_samples"]
+    if method == "integrated_gradients":
+        return opts["n_steps"]
+    if method == "occlusion":  # Captum's window count: ceil((side - window) / stride) + 1 per axis
+        per_axis = [math.ceil((side - opts["window"]) / opts["stride"]) + 1 for side in x.shape[-2:]]
+        return 1 + per_axis[0] * per_axis[1]
+    return 1
+
+
+def _feature_map_layer(model: models.GalaxyModel) -> nn.Module:
+    """The backbone's global pooling: its input is the last convolutional feature map, after the
+    final block's residual sum and activation, for every backbone in `models.BACKBONES`."""
+    pools = [m for m in model.backbone.modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
+    if not pools:
+        raise ValueError(f"gradcam needs a backbone ending in global average pooling; "
+                         f"{type(model.backbone).__name__} has none (use saliency instead)")
+    return pools[-1]
+
+
+def _attribute(method: str, forward, model, x: torch.Tensor, target: int, opts: dict) -> torch.Tensor:
+    """The raw (H, W) map of `method`, before normalisation."""
+    if method == "saliency":
+        return Saliency(forward).attribute(x, target=target, abs=True)[0].amax(0)
+    if method == "smoothgrad":
+        attr = NoiseTunnel(Saliency(forward)).attribute(
+            x, nt_type="smoothgrad", nt_samples=opts["nt_samples"], stdevs=opts["stdevs"],
+            nt_samples_batch_size=opts["batch_size"], target=target, abs=True)
+        return attr[0].amax(0)
+    if method == "gradcam":
+        cam = LayerGradCam(forward, _feature_map_layer(model)).attribute(
+            x, target=target, attribute_to_layer_input=True, relu_attributions=True)
+        return LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), "bilinear")[0, 0]
+    if method == "integrated_gradients":
+        return IntegratedGradients(forward).attribute(
+            x, baselines=torch.zeros_like(x), target=target, n_steps=opts["n_steps"],
+            internal_batch_size=opts["batch_size"])[0].sum(0)
+    if method == "occlusion":
+        c, w, s = x.shape[1], opts["window"], opts["stride"]
+        return Occlusion(forward).attribute(
+            x, sliding_window_shapes=(c, w, w), strides=(c, s, s), baselines=0.0, target=target,
+            perturbations_per_eval=opts["batch_size"])[0].mean(0)
+    raise AssertionError(method)
+
+
+def _answer_column(values: torch.Tensor, question: int, answer: str | None) -> str:
+    if question not in tree.QUESTION_BY_NUMBER:
+        raise ValueError(f"question {question} does not exist; the tree has questions 1-11")
+    columns = [a.column for a in tree.QUESTION_BY_NUMBER[question].answers]
+    if answer is None:  # the top answer: same under conditional and weighted values
+        return columns[int(values[tree.SLICES[question]].argmax())]
+    if answer not in columns:
+        raise ValueError(f"{answer!r} is not an answer to Q{question}; choose one of {', '.join(columns)}")
+    return answer
+
+
+def explain(model: models.GalaxyModel, image, question: int, answer: str | None = None,
+            method: str = "saliency", conditional: bool = True, progress=None,
+            **options) -> Attribution:
+    """Attribute one answer of one galaxy to its pixels.
+
+    `image`: the model's input, a (C, H, W) float tensor in [0, 1], or a uint8 (H, W, C) crop
+    already cut to the model's input size (see `model_input`). `answer`: a column of `question`,
+    by default the model's top answer. `progress(done, total)` is called as images go through the
+    model (useful for smoothgrad, integrated_gradients and occlusion, which take many).
+    `options` override `METHODS[method]`.
+
+    Pass a loaded copy of the model (e.g. `checkpoint.load`), never the instance being trained: it
+    runs in eval mode here, and its previous mode is restored afterwards. Weights are not changed.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    unknown = set(options) - set(METHODS[method])
+    if unknown:
+        raise ValueError(f"{method} has no option(s) {', '.join(sorted(unknown))}; "
+                         f"its options are {dict(METHODS[method]) or 'none'}")
+    if not isinstance(model.head, models.TreeHead):
+        raise ValueError("explain needs a model with the decision-tree head")
+    opts = {**METHODS[method], **options}
+    was_training = model.training
+    model.eval()
+    start = time.perf_counter()
+    try:  # gradients are needed even if the caller runs under no_grad or inference_mode
+        with torch.inference_mode(False), torch.enable_grad():
+            image = torch.as_tensor(image)
+            x = model_input(image) if image.dtype == torch.uint8 else image
+            x = x.to(model.mean.device, torch.float32).clone()[None]
+            x.requires_grad_()  # the only tensor whose gradient is taken
+            outputs = _outputs(model, conditional)
+            with torch.no_grad():
+                values = outputs(x)[0]
+            column = _answer_column(values, question, answer)
+            target = tree.COLUMN_INDEX[column]
+            forward = _counting(outputs, _evaluations(method, x, opts), progress)
+            raw = _attribute(method, forward, model, x, target, opts).detach()
+    finally:
+        model.train(was_training)
+    scale = raw.abs().max()
+    heat = (raw / scale if scale > 0 else raw).cpu().numpy().astype(np.float32)
+    return Attribution(heat, method, question, column, conditional, float(values[target]),
+                       method in SIGNED, time.perf_counter() - start)
+
+
+# Colormaps sampled at 9 even steps from matplotlib's inferno and coolwarm (linear in between).
+COLORMAPS: dict[str, np.ndarray] = {
+    "inferno": np.array([(0, 0, 4), (33, 12, 74), (87, 16, 110), (138, 34, 106), (188, 55, 84),
+                         (228, 90, 49), (249, 142, 9), (249, 203, 53), (252, 255, 164)], np.float32),
+    "coolwarm": np.array([(59, 76, 192), (98, 130, 234), (141, 176, 254), (185, 208, 249),
+                          (221, 220, 220), (245, 196, 172), (244, 152, 122), (221, 95, 75),
+                          (180, 4, 38)], np.float32),
+}
+
+
+def overlay(image: np.ndarray, attribution_map: np.ndarray, alpha: float = 0.5,
+            cmap: str = "inferno") -> np.ndarray:
+    """The map, colour-mapped, blended over a uint8 image (H, W, 3 or 1) -> uint8 (H, W, 3).
+
+    Opacity grows with |value| up to `alpha`, so unimportant pixels show the galaxy. "inferno" maps
+    [0, 1] (for unsigned maps); "coolwarm" maps [-1, 1], blue negative, red positive (signed maps).
+    """
+    if cmap not in COLORMAPS:
+        raise ValueError(f"unknown colormap {cmap!r}; choose one of {', '.join(COLORMAPS)}")
+    image = np.asarray(image)
+    m = np.asarray(attribution_map, np.float32)
+    if image.shape[:2] != m.shape:
+        raise ValueError(f"image {image.shape[:2]} and map {m.shape} differ in size; "
+                         f"pass the model input's pixels (model_input) as the image")
+    rgb = np.broadcast_to(image[..., :3], (*m.shape, 3)).astype(np.float32)
+    table = COLORMAPS[cmap]
+    if cmap == "coolwarm":
+        m = np.clip(m, -1, 1)
+        position = (m + 1) / 2
+    else:
+        m = np.clip(m, 0, 1)
+        position = m
+    steps = np.linspace(0, 1, len(table))
+    colour = np.stack([np.interp(position, steps, table[:, k]) for k in range(3)], axis=-1)
+    weight = alpha * np.abs(m)[..., None]
+    return np.round((1 - weight) * rgb + weight * colour).astype(np.uint8)
