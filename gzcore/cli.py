@@ -14,6 +14,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from . import checkpoint, data, evaluate, models, tree
@@ -105,8 +106,8 @@ def cmd_evaluate(args):
     cfg = ckpt.get("train_config") or {}
     train_idx, val_idx = data.split(galaxies, cfg.get("val_fraction", 0.1), cfg.get("seed", 0))
     if args.all:
-        val_idx = list(range(len(galaxies)))
-    pred = evaluate.predict(model, crops[val_idx], ckpt["input_size"], tta=not args.no_tta,
+        val_idx = np.arange(len(galaxies))
+    pred = evaluate.predict(model, crops, ckpt["input_size"], index=val_idx, tta=not args.no_tta,
                             progress=_Bar("predicting"))
     truth = galaxies.labels[val_idx]
     s = evaluate.scores(pred, truth)

@@ -22,17 +22,20 @@ def autocast(device: torch.device, precision: str):
 
 @torch.inference_mode()
 def predict(model, crops, input_size: int, tta: bool = False, batch_size: int = 256,
-            device: torch.device | str = "cpu", precision: str = "fp32", progress=None) -> np.ndarray:
-    """Model outputs (N, 37) for uint8 crops (N, H, W, C); `tta` averages the 8 flips/rotations,
-    run as one batch of 8x the size."""
+            device: torch.device | str = "cpu", precision: str = "fp32", progress=None,
+            index=None) -> np.ndarray:
+    """Model outputs (N, 37) for uint8 crops (N, H, W, C), or for the rows `index` of them, read
+    chunk by chunk (a memory-mapped cache is never copied whole). `tta` averages the 8
+    flips/rotations, run as one batch of 8x the size."""
     device = torch.device(device)
     model.eval()
+    index = np.arange(len(crops)) if index is None else np.asarray(index)
     out = []
-    n = len(crops)
+    n = len(index)
     step = max(1, batch_size // 8) if tta else batch_size
     for i in range(0, n, step):
-        x = augment.centre(augment.to_float(torch.from_numpy(np.asarray(crops[i:i + step])).to(device)),
-                           input_size)
+        batch = torch.from_numpy(np.array(crops[index[i:i + step]]))  # a writable copy
+        x = augment.centre(augment.to_float(batch.to(device)), input_size)
         if tta:
             x = torch.cat([augment.dihedral(x, k) for k in range(8)])
         x = x.contiguous(memory_format=torch.channels_last)

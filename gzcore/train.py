@@ -101,11 +101,22 @@ def prepare(data_dir, cfg: TrainConfig, cache_dir=None, progress=None) -> Prepar
     train_idx, val_idx = data.split(galaxies, cfg.val_fraction, cfg.seed)
     if cfg.subset:
         train_idx = train_idx[:cfg.subset]
-    sample = np.asarray(crops[np.sort(train_idx[:2000])], np.float32) / 255.0
-    mean = sample.mean(axis=(0, 1, 2)).tolist()
-    std = (sample.std(axis=(0, 1, 2)) + 1e-3).tolist()
+    mean, std = channel_stats(crops, np.sort(train_idx[:2000]))
     return Prepared(galaxies, crops, train_idx, val_idx, mean, std,
                     data.fingerprint(galaxies, cfg.preprocess), galaxies.skipped)
+
+
+def channel_stats(crops, index, chunk: int = 256) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std (in [0, 1] units) of the crops at `index`, read in chunks."""
+    total = total_sq = 0.0
+    for i in range(0, len(index), chunk):
+        x = np.asarray(crops[index[i:i + chunk]], np.float64) / 255.0
+        total = total + x.sum(axis=(0, 1, 2))
+        total_sq = total_sq + (x ** 2).sum(axis=(0, 1, 2))
+    n = len(index) * crops.shape[1] * crops.shape[2]
+    mean = total / n
+    std = np.sqrt(np.maximum(total_sq / n - mean ** 2, 0)) + 1e-3
+    return mean.tolist(), std.tolist()
 
 
 class Batches:
@@ -115,7 +126,7 @@ class Batches:
     def __init__(self, crops, labels, index, batch_size, device, generator):
         self.index, self.batch_size, self.device, self.gen = index, batch_size, device, generator
         on_gpu = device.type == "cuda" and crops.nbytes < 0.5 * torch.cuda.mem_get_info(device)[0]
-        self.crops = torch.from_numpy(np.asarray(crops[index])).to(device) if on_gpu else crops
+        self.crops = torch.from_numpy(np.array(crops[index])).to(device) if on_gpu else crops
         self.labels = torch.from_numpy(labels[index]).to(device)
         self.local = on_gpu
 
@@ -129,7 +140,7 @@ class Batches:
             if self.local:
                 x = self.crops[torch.from_numpy(pos).to(self.device)]
             else:
-                x = torch.from_numpy(np.asarray(self.crops[self.index[pos]])).to(self.device,
+                x = torch.from_numpy(np.array(self.crops[self.index[pos]])).to(self.device,
                                                                                   non_blocking=True)
             yield x, self.labels[torch.from_numpy(pos).to(self.device)]
 
@@ -212,8 +223,8 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
             progress = step / total_steps
         if seen == 0:
             break
-        pred = evaluate.predict(model, prep.crops[prep.val_idx] if len(prep.val_idx) else prep.crops[:0],
-                                cfg.input_size, device=setup.device, precision=setup.precision)
+        pred = evaluate.predict(model, prep.crops, cfg.input_size, index=prep.val_idx,
+                                device=setup.device, precision=setup.precision)
         val_rmse = evaluate.rmse(pred, labels[prep.val_idx]) if len(prep.val_idx) else math.nan
         epoch += 1
         history.append({"epoch": epoch, "train_rmse": math.sqrt(loss_sum / seen), "val_rmse": val_rmse,
@@ -237,7 +248,7 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
               "device": str(setup.device), "precision": setup.precision,
               "skipped": prep.skipped, "history": history}
     if len(prep.val_idx) and cfg.tta:
-        pred = evaluate.predict(model, prep.crops[prep.val_idx], cfg.input_size, tta=True,
+        pred = evaluate.predict(model, prep.crops, cfg.input_size, index=prep.val_idx, tta=True,
                                 device=setup.device, precision=setup.precision)
         result["val_rmse_tta"] = evaluate.rmse(pred, labels[prep.val_idx])
     result["seconds"] = time.time() - started
