@@ -1,0 +1,121 @@
+"""Plotly figures for the pages: arrays and frames in, figures out (no Streamlit here)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+from gzcore import explain, tree
+
+CROWD, MODEL = "#E8853D", "#3D7EC8"
+GREY_CROWD, GREY_MODEL = "#D9C3B3", "#B3C2D6"
+MARGIN = dict(l=0, r=0, t=30, b=0)
+
+
+def image(pixels: np.ndarray, height: int = 420) -> go.Figure:
+    """An RGB image with plotly's zoom and pan, no axes."""
+    fig = px.imshow(pixels)
+    fig.update_xaxes(visible=False).update_yaxes(visible=False)
+    return fig.update_layout(height=height, margin=dict(l=0, r=0, t=0, b=0), dragmode="zoom")
+
+
+def answers(question: tree.Question, crowd: np.ndarray | None, model: np.ndarray, greyed: bool) -> go.Figure:
+    """Crowd and model fractions of one question's answers, side by side on a fixed [0, 1] axis."""
+    names = [a.long for a in question.answers]
+    bars = {"crowd": (crowd, GREY_CROWD if greyed else CROWD),
+            "model": (model, GREY_MODEL if greyed else MODEL)}
+    fig = go.Figure()
+    for name, (values, colour) in bars.items():
+        if values is not None and not np.isnan(values).all():  # all NaN: no volunteer reached it
+            fig.add_bar(y=names, x=values, name=name, orientation="h", marker_color=colour,
+                        texttemplate="%{x:.2f}", textposition="outside")
+    fig.update_xaxes(range=[0, 1.12], tickvals=[0, 0.25, 0.5, 0.75, 1], fixedrange=True)  # room for labels
+    fig.update_yaxes(autorange="reversed", fixedrange=True, type="category")  # Q11's "1", "2" are names
+    return fig.update_layout(barmode="group", height=60 + 38 * len(names), showlegend=False, bargap=0.25,
+                             margin=dict(l=0, r=0, t=0, b=0))
+
+
+def attribution(overlay: np.ndarray, cmap: str, signed: bool, height: int = 380) -> go.Figure:
+    """An attribution overlay with the colour bar of its map (explain.COLORMAPS)."""
+    table = explain.COLORMAPS[cmap]
+    scale = [[i / (len(table) - 1), f"rgb({r:.0f},{g:.0f},{b:.0f})"] for i, (r, g, b) in enumerate(table)]
+    fig = image(overlay, height)
+    fig.add_scatter(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip",
+                    marker=dict(colorscale=scale, cmin=-1 if signed else 0, cmax=1, showscale=True,
+                                colorbar=dict(title="attribution", thickness=12)))
+    return fig
+
+
+def density(pred: np.ndarray, truth: np.ndarray, label: str) -> go.Figure:
+    """Predicted vs crowd as a 2-D histogram (log colour) with the y = x line."""
+    counts, edges, _ = np.histogram2d(pred, truth, bins=40, range=[[0, 1], [0, 1]])  # rows: model
+    centres = (edges[:-1] + edges[1:]) / 2
+    log_counts = np.log10(counts, where=counts > 0, out=np.full(counts.shape, np.nan))  # empty: blank
+    fig = go.Figure(go.Heatmap(x=centres, y=centres, z=log_counts, colorscale="Viridis",
+                               colorbar=dict(title="log10 n", thickness=12),
+                               hovertemplate="crowd %{x:.2f}<br>model %{y:.2f}<br>"
+                                             "log10 n %{z:.2f}<extra></extra>"))
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="#888888", dash="dash"),
+                    showlegend=False, hoverinfo="skip")
+    fig.update_xaxes(title=f"crowd · {label}", range=[0, 1], constrain="domain")
+    fig.update_yaxes(title=f"model · {label}", range=[0, 1], scaleanchor="x")
+    return fig.update_layout(height=420, margin=MARGIN)
+
+
+def residuals(pred: np.ndarray, truth: np.ndarray, label: str) -> go.Figure:
+    fig = px.histogram(x=pred - truth, nbins=60, labels={"x": f"model − crowd · {label}"})
+    fig.add_vline(x=0, line_dash="dash", line_color="grey")
+    return fig.update_layout(height=420, margin=MARGIN, yaxis_title="galaxies", bargap=0.05)
+
+
+def confusion(counts: pd.DataFrame) -> go.Figure:
+    """Crowd top answer (rows) vs model top answer (columns); colour is the row share."""
+    share = counts.div(counts.sum(axis=1).replace(0, 1), axis=0)
+    fig = px.imshow(share, text_auto=False, color_continuous_scale="Blues", zmin=0, zmax=1,
+                    labels=dict(x="model's top answer", y="crowd's top answer", color="row share"))
+    fig.update_traces(text=counts.to_numpy(), texttemplate="%{text}",
+                      hovertemplate="crowd %{y}<br>model %{x}<br>%{text} galaxies<extra></extra>")
+    return fig.update_layout(height=120 + 45 * len(counts), margin=MARGIN)
+
+
+def scores(frame: pd.DataFrame, x: str, y: str, color: str | None = None, height: int = 340,
+           barmode: str = "group", colors=(MODEL, "#AAAAAA")) -> go.Figure:
+    """Bars of RMSE-like values; `color` groups them (side by side with barmode 'group')."""
+    fig = px.bar(frame, x=x, y=y, color=color, barmode=barmode, text_auto=".3f",
+                 color_discrete_sequence=list(colors))
+    return fig.update_layout(height=height, margin=MARGIN, legend_title=None, xaxis_title=None)
+
+
+def curves(steps: pd.DataFrame, epochs: pd.DataFrame) -> go.Figure:
+    """Training curves: per-batch RMSE (sqrt of the loss), train and validation RMSE per epoch."""
+    fig = go.Figure()
+    if len(steps):
+        x = steps.epoch + steps.groupby("epoch").cumcount() / steps.groupby("epoch").step.transform("count")
+        fig.add_scatter(x=x, y=steps.rmse, name="batch (sqrt loss)", mode="lines",
+                        line=dict(color="#BBBBBB", width=1))
+    if len(epochs):
+        fig.add_scatter(x=epochs.epoch, y=epochs.train_rmse, name="train RMSE", mode="lines+markers",
+                        line=dict(color=CROWD))
+        fig.add_scatter(x=epochs.epoch, y=epochs.val_rmse, name="validation RMSE", mode="lines+markers",
+                        line=dict(color=MODEL))
+    fig.update_xaxes(title="epoch", rangemode="tozero")
+    fig.update_yaxes(title="RMSE", rangemode="tozero")
+    return fig.update_layout(height=360, margin=MARGIN, legend=dict(orientation="h", y=1.12))
+
+
+def shares(frame: pd.DataFrame) -> go.Figure:
+    """How often each answer is the top one, one stacked bar per question (catalog.top_answer_shares)."""
+    fig = px.bar(frame, x="share", y="question", color="answer", orientation="h", text="answer",
+                 hover_data={"galaxies": True, "share": ":.1%"},
+                 color_discrete_sequence=px.colors.qualitative.Pastel)
+    fig.update_traces(textposition="inside", insidetextanchor="middle")
+    fig.update_yaxes(autorange="reversed", title=None)
+    return fig.update_layout(height=480, margin=MARGIN, showlegend=False, xaxis_tickformat=".0%",
+                             uniformtext=dict(minsize=9, mode="hide"))
+
+
+def correlations(corr: pd.DataFrame) -> go.Figure:
+    fig = px.imshow(corr, zmin=-1, zmax=1, color_continuous_scale="RdBu_r", aspect="equal")
+    fig.update_xaxes(tickfont_size=9, tickangle=-60).update_yaxes(tickfont_size=9)
+    return fig.update_layout(height=720, margin=MARGIN, coloraxis_colorbar=dict(title="r", thickness=12))

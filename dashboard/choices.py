@@ -1,0 +1,53 @@
+"""What the user chose: data folder, model and open galaxy, kept in session state and in the URL
+(?data=…&model=…&galaxy=…). Light on purpose (no torch): app.py imports it, so that a cold start
+paints Home before the heavy modules load."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from gzcore import data
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "checkpoints"
+UNIVERSE_N, UNIVERSE_SEED = 300, 0   # the default synthetic universe (~10 s to render once)
+URL_KEYS = ("data", "model", "galaxy")
+
+
+def universe_dir() -> Path:
+    return data.default_cache_dir() / f"universe-{UNIVERSE_N}-seed{UNIVERSE_SEED}"
+
+
+def runs_dir() -> Path:
+    return data.default_cache_dir() / "runs"
+
+
+def sync_url() -> None:
+    """Session state <-> query parameters; the URL wins when a session starts."""
+    for key in URL_KEYS:
+        if key not in st.session_state and key in st.query_params:
+            st.session_state[key] = st.query_params[key]
+    for key in URL_KEYS:
+        value = st.session_state.get(key)
+        if value:
+            st.query_params[key] = str(value)
+        elif key in st.query_params:
+            del st.query_params[key]
+
+
+def data_dir() -> Path:
+    return Path(st.session_state.get("data") or os.environ.get("GZ_DATA") or universe_dir()).expanduser()
+
+
+def checkpoint_path() -> Path:
+    chosen = st.session_state.get("model") or os.environ.get("GZ_CHECKPOINT")
+    if chosen:
+        return Path(chosen).expanduser()
+    return SHIPPED / ("synthetic.pt" if data_dir() == universe_dir() else "default.pt")
+
+
+def choose(key: str, value) -> None:
+    """Set a choice (data, model, galaxy); None or '' returns to the default."""
+    st.session_state[key] = str(value) if value not in (None, "") else None

@@ -1,0 +1,53 @@
+"""Explain: which pixels drove the model's answer? Captum attributions, two answers side by side."""
+import numpy as np
+import streamlit as st
+
+from dashboard import charts, state
+from gzcore import catalog, explain, tree
+
+METHODS = {"saliency": "Saliency (fast)", "gradcam": "Grad-CAM (fast)",
+           "smoothgrad": "SmoothGrad (16 passes)", "integrated_gradients": "Integrated Gradients (32 passes)",
+           "occlusion": "Occlusion (slow: ~200 passes)"}
+FAST = ("saliency", "gradcam")
+
+ctx = state.context()
+row = state.galaxy_row(ctx)
+gid = int(ctx.table.GalaxyID.iat[row])
+st.title(f"Why? Galaxy {gid}")
+st.caption("Attribution maps over the pixels the model sees (its central crop). Bright or red: pixels that "
+           "raise the answer; blue (signed methods): pixels that lower it. Maps are scaled per image.")
+
+top = st.columns([3, 2, 2, 2], vertical_alignment="bottom")
+question = top[0].selectbox("Question", [q.number for q in tree.QUESTIONS], key="explain_q",
+                            format_func=lambda n: f"Q{n}. {tree.QUESTION_BY_NUMBER[n].text}")
+method = top[1].selectbox("Method", list(METHODS), format_func=METHODS.get, key="explain_method")
+alpha = top[2].slider("Overlay opacity", 0.0, 1.0, 0.6, 0.05, key="explain_alpha")
+conditional = top[3].toggle("Conditional answer", value=True, key="explain_conditional",
+                            help="Explain P(answer | question asked) rather than the weighted output, "
+                                 "which also carries the evidence for every question on the way")
+
+q = tree.QUESTION_BY_NUMBER[question]
+shares = {a.column: float(ctx.table[catalog.col(a.column, "model", "conditional")].iat[row])
+          for a in q.answers}
+order = sorted(shares, key=lambda c: -np.nan_to_num(shares[c]))  # the model's top answer first
+pixels = state.input_pixels(ctx, row)
+cmap = "coolwarm" if method in explain.SIGNED else "inferno"
+
+for side, cell in enumerate(st.columns(2)):
+    with cell:
+        answer = st.selectbox(f"Answer {side + 1}", order, index=min(side, len(order) - 1),
+                              key=f"explain_a{side}_q{question}",
+                              format_func=lambda c: f"{tree.ANSWER_BY_COLUMN[c].long} "
+                                                    f"(model {shares[c]:.0%})")
+        key = state.attribution_key(ctx, row, question, answer, method, conditional)
+        if method not in FAST and not state.memoised(key) and not st.button(
+                f"Compute {METHODS[method]}", key=f"explain_go{side}", type="primary"):
+            st.plotly_chart(charts.image(pixels, 380), key=f"explain_input{side}")
+            st.caption("The model's input; press Compute for the map")
+            continue
+        result = state.attribution(ctx, row, question, answer, method, conditional)
+        overlay = explain.overlay(pixels, result.map, alpha, cmap)
+        st.plotly_chart(charts.attribution(overlay, cmap, result.signed), key=f"explain_fig{side}",
+                        config={"displaylogo": False})
+        st.caption(f"{METHODS[method]} · model {'conditional' if conditional else 'weighted'} value "
+                   f"{result.target_value:.2f} · {result.seconds:.1f} s")

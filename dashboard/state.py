@@ -1,0 +1,270 @@
+"""The dashboard's caches and session state: what is loaded, where it came from, which galaxy is
+open, and this server's one training run. Pages call `context()` and render; the science lives in
+gzcore.
+
+Choices (dashboard.choices, re-exported here) live in session state under plain keys: widgets write
+to them through callbacks, so they survive page switches.
+Slow results are memoised with `memo` rather than st.cache_*: they report progress to a bar on the
+page, and Streamlit cannot replay elements a cached function drew into a bar created outside it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard import choices
+from dashboard.choices import SHIPPED, checkpoint_path, choose, data_dir, runs_dir, universe_dir
+from gzcore import catalog, checkpoint, data, evaluate, explain, runs, synthetic, tree
+
+ERRORS = (data.DataError, checkpoint.CheckpointError)
+
+
+# ------------------------------------------------------------------ memo with progress bars
+
+
+@st.cache_resource
+def _memo_stores() -> tuple[defaultdict, threading.Lock]:
+    return defaultdict(OrderedDict), threading.Lock()
+
+
+def memoised(key: tuple) -> bool:
+    return key in _memo_stores()[0][key[0]]
+
+
+def memo(key: tuple, compute, label: str | None = None, max_entries: int = 256):
+    """compute(progress) once per key, server-wide. key[0] names the kind of result; each kind keeps
+    its `max_entries` most recently used. `progress(done, total)` drives a bar titled `label`, shown
+    only while computing."""
+    stores, lock = _memo_stores()
+    store = stores[key[0]]
+    with lock:
+        if key in store:
+            store.move_to_end(key)
+            return store[key]
+    slot = st.empty()
+
+    def progress(done, total):
+        slot.progress(done / max(total, 1), f"{label}: {done:,} / {total:,}" if label else None)
+    value = compute(progress)
+    slot.empty()
+    with lock:
+        store[key] = value
+        while len(store) > max_entries:
+            store.popitem(last=False)
+    return value
+
+
+# ------------------------------------------------------------------ what is loaded
+
+
+def ensure_universe() -> Path:
+    """Render the default synthetic universe on first start (atomically: a half-written one is
+    never used)."""
+    target = universe_dir()
+    if (target / data.LABELS_FILE).is_file():
+        return target
+    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}-{threading.get_ident()}")
+    bar = st.progress(0.0, "Rendering the synthetic universe (first start only)")
+    synthetic.generate(tmp, choices.UNIVERSE_N, choices.UNIVERSE_SEED, progress=lambda d, n: bar.progress(
+        d / n, f"Rendering the synthetic universe (first start only): galaxy {d} of {n}"))
+    bar.empty()
+    try:
+        tmp.rename(target)
+    except OSError:  # another session finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
+def load_model(path: str, key: str):
+    """(model in eval mode, checkpoint dict); `key` (catalog.file_key) reloads a rewritten file.
+    A loaded copy, never the instance a training run is updating."""
+    return checkpoint.load(path)
+
+
+def model_for(path) -> tuple:
+    return load_model(str(path), catalog.file_key(path))
+
+
+def _folder_key(folder: Path) -> str:
+    labels = folder / data.LABELS_FILE
+    return catalog.file_key(labels) if labels.is_file() else str(data.find_images(folder).stat().st_mtime_ns)
+
+
+def crops_for(folder: Path, preprocess: dict) -> tuple[np.ndarray, data.GalaxySet]:
+    """Decoded crops and the galaxies that have them (unreadable images skipped and listed)."""
+    pp = data.Preprocess(**preprocess)
+    key = ("crops", str(folder), _folder_key(folder), pp)
+    return memo(key, lambda progress: data.load_crops(data.open_folder(folder, skip_bad=True), pp,
+                                                      skip_bad=True, progress=progress),
+                "Decoding crops (once; cached on disk)", max_entries=4)
+
+
+def table_for(ckpt_path: Path, folder: Path | None = None) -> pd.DataFrame:
+    """The catalogue of one model over a folder (catalog.build; on disk after the first time)."""
+    folder = folder or data_dir()
+    model, ckpt = model_for(ckpt_path)
+    crops, galaxies = crops_for(folder, ckpt["preprocess"])
+    key = ("table", str(folder), _folder_key(folder), catalog.file_key(ckpt_path))
+    return memo(key, lambda progress: catalog.build(galaxies, crops, model, ckpt, ckpt_path,
+                                                    data.default_cache_dir(), progress),
+                "Predicting every galaxy (once; cached on disk)", max_entries=4)
+
+
+def embeddings_for(ctx: "Context") -> np.ndarray:
+    """The model's unit feature vectors of every galaxy (catalog.embeddings; on disk after once)."""
+    key = ("embeddings", str(ctx.data_dir), _folder_key(ctx.data_dir), catalog.file_key(ctx.ckpt_path))
+    return memo(key, lambda progress: catalog.embeddings(ctx.galaxies, ctx.crops, ctx.model, ctx.ckpt,
+                                                         ctx.ckpt_path, data.default_cache_dir(), progress),
+                "Embedding every galaxy (once; cached on disk)", max_entries=8)
+
+
+def held_out_rows(folder: Path, ckpt_path: Path) -> np.ndarray:
+    """Rows of the folder's catalogue in the checkpoint's held-out split."""
+    ckpt = model_for(ckpt_path)[1]
+    return catalog.split(crops_for(folder, ckpt["preprocess"])[1], ckpt)[1]
+
+
+@dataclass
+class Context:
+    data_dir: Path
+    ckpt_path: Path
+    model: object
+    ckpt: dict
+    crops: np.ndarray
+    galaxies: data.GalaxySet
+    table: pd.DataFrame
+
+    @property
+    def input_size(self) -> int:
+        return self.ckpt["input_size"]
+
+    def row_of(self, galaxy_id) -> int | None:
+        hits = np.flatnonzero(self.galaxies.ids == int(galaxy_id))
+        return int(hits[0]) if len(hits) else None
+
+
+def context() -> Context:
+    """Everything a page reads; on bad input shows the error with a way out, and stops the page."""
+    try:
+        folder = ensure_universe() if data_dir() == universe_dir() else data_dir()
+        path = checkpoint_path()
+        model, ckpt = model_for(path)
+        crops, galaxies = crops_for(folder, ckpt["preprocess"])
+        table = table_for(path, folder)
+    except ERRORS as e:
+        st.error(str(e))
+        st.page_link("dashboard/home.py", label="Choose another data folder or model on Home",
+                     icon=":material/home:")
+        st.stop()
+    if galaxies.skipped:
+        st.warning(f"Skipped {len(galaxies.skipped)} unreadable input(s), e.g. {galaxies.skipped[0]}")
+    return Context(folder, path, model, ckpt, crops, galaxies, table)
+
+
+def labelled(ctx: Context) -> None:
+    """Stop a page that needs crowd labels when the folder has none."""
+    if not catalog.has_crowd(ctx.table):
+        st.info(f"{ctx.data_dir} has no labels ({data.LABELS_FILE}): this page compares the model "
+                f"with the crowd. Choose a labelled folder on Home.")
+        st.stop()
+
+
+def known_checkpoints() -> list[Path]:
+    """Shipped checkpoints, this server's training runs and GZ_CHECKPOINT, newest first."""
+    found = runs.checkpoints(runs_dir(), SHIPPED)
+    extra = [Path(p) for p in (os.environ.get("GZ_CHECKPOINT"), st.session_state.get("model")) if p]
+    return list(dict.fromkeys(found + [p for p in extra if p.is_file()]))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _describe(path: str, key: str) -> dict | None:
+    try:
+        return runs.describe(path)
+    except checkpoint.CheckpointError:
+        return None
+
+
+def checkpoint_info(path) -> dict | None:
+    """runs.describe of a checkpoint file, or None when it is missing or not a checkpoint."""
+    return _describe(str(path), catalog.file_key(path)) if Path(path).is_file() else None
+
+
+# ------------------------------------------------------------------ galaxies and runs
+
+
+def galaxy_row(ctx: Context) -> int:
+    """Row of the open galaxy (?galaxy=ID), the first one when none is open or it is not here."""
+    chosen = st.session_state.get("galaxy")
+    row = ctx.row_of(chosen) if chosen and str(chosen).isdigit() else None
+    if chosen and row is None:
+        st.warning(f"GalaxyID {chosen} is not in {ctx.data_dir}; showing the first galaxy instead.")
+    return 0 if row is None else row
+
+
+def open_galaxy(galaxy_id, page: str = "dashboard/galaxy.py") -> None:
+    choose("galaxy", int(galaxy_id))
+    st.switch_page(page)
+
+
+def baselines(ctx: Context) -> dict[str, float]:
+    """evaluate.baselines fitted on the checkpoint's training split, scored on its held-out one."""
+    train_rows, held = catalog.split(ctx.galaxies, ctx.ckpt)
+    key = ("baselines", str(ctx.data_dir), _folder_key(ctx.data_dir), catalog.file_key(ctx.ckpt_path))
+    return memo(key, lambda progress: evaluate.baselines(ctx.crops, ctx.galaxies.labels, train_rows, held))
+
+
+def mean_image(ctx: Context) -> np.ndarray:
+    key = ("mean image", str(ctx.data_dir), _folder_key(ctx.data_dir), ctx.crops.shape)
+    return memo(key, lambda progress: catalog.mean_image(ctx.crops))
+
+
+def input_pixels(ctx: Context, row: int) -> np.ndarray:
+    """The pixels the model sees (its central input_size crop) as uint8 (s, s, C)."""
+    x = explain.model_input(ctx.crops[row], ctx.input_size)
+    return (x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def attribution_key(ctx: Context, row: int, question: int, answer: str, method: str,
+                    conditional: bool) -> tuple:
+    return ("attribution", catalog.file_key(ctx.ckpt_path), int(ctx.galaxies.ids[row]), question, answer,
+            method, conditional)
+
+
+def attribution(ctx: Context, row: int, question: int, answer: str, method: str,
+                conditional: bool = True) -> explain.Attribution:
+    """explain.explain on the open galaxy, once per model/galaxy/answer/method, with a progress bar."""
+    pixels = input_pixels(ctx, row)
+    return memo(attribution_key(ctx, row, question, answer, method, conditional),
+                lambda progress: explain.explain(ctx.model, pixels, question, answer, method, conditional,
+                                                 progress=progress),
+                f"{method} for {tree.ANSWER_BY_COLUMN[answer].long}: images through the model")
+
+
+@st.cache_resource
+def run_slot() -> dict:
+    """This server's training run: {'run': runs.Run or None}. One at a time for everyone."""
+    return {"run": None}
+
+
+@st.cache_data(show_spinner=False, max_entries=2000)
+def _image(path: str, key: str, size: int | None) -> np.ndarray:
+    return catalog.image(path, size)
+
+
+def image_for(ctx: Context, row: int, size: int | None = None) -> np.ndarray | None:
+    """A galaxy's image (thumbnail if `size`), or None with a caption when it cannot be decoded."""
+    path = ctx.galaxies.paths[row]
+    try:
+        return _image(str(path), catalog.file_key(path), size)
+    except data.DataError as e:
+        st.caption(f":red[{e}]")
+        return None

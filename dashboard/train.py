@@ -1,0 +1,74 @@
+"""Train: a short training run from the browser, in a background thread, with live curves and a
+before/after comparison. One run at a time per server."""
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, state
+from gzcore import catalog, models, runs, train
+
+st.title("Train a model")
+slot = state.run_slot()
+run: runs.Run | None = slot["run"]
+busy = run is not None and run.running
+
+with st.form("train_form", border=True):
+    cols = st.columns(5)
+    name = cols[0].selectbox("Model", list(models.BACKBONES), key="train_model")
+    epochs = cols[1].number_input("Epochs", 1, 100, 3, key="train_epochs")
+    subset = cols[2].number_input("Training galaxies (0 = all)", 0, None, 256, step=64, key="train_subset")
+    lr = cols[3].number_input("Peak learning rate", 1e-5, 1.0, 2e-3, step=5e-4, format="%.4f", key="train_lr")
+    folder = cols[4].text_input("Data folder", str(state.data_dir()), key="train_data")
+    started = st.form_submit_button("Start training", type="primary", disabled=busy,
+                                    help="Another run is in progress on this server" if busy else None)
+if started:
+    cfg = train.TrainConfig(model=name, epochs=int(epochs), subset=int(subset) or None, lr=float(lr),
+                            threads=1, tta=False)  # one thread: the dashboard stays responsive
+    run = runs.Run(Path(folder), cfg, runs.run_path(state.runs_dir(), cfg)).start()
+    slot.update(run=run, baseline=state.checkpoint_path())
+    busy = True
+if run is None:
+    st.info("No run yet. Runs write their checkpoints under "
+            f"`{state.runs_dir()}`; they then appear in every model picker.")
+    st.stop()
+
+
+@st.fragment(run_every=1.0 if busy else None)
+def live():
+    st.progress(run.progress, run.status())
+    if run.running and st.button("Stop", icon=":material/stop:", key="train_stop"):
+        run.stop.set()
+    st.plotly_chart(charts.curves(run.steps(), run.epochs()), key="train_curves")
+    if busy and not run.running:
+        st.rerun()  # finished: redraw the page with the results below
+
+
+live()
+if run.error:
+    st.error(run.error)
+if run.running or not run.out.is_file():
+    st.stop()
+
+st.subheader("Before and after")
+baseline = Path(slot.get("baseline") or state.checkpoint_path())
+try:
+    held = state.held_out_rows(run.data_dir, run.out)
+    scores = {label: catalog.scores(state.table_for(path, run.data_dir), held)
+              for label, path in (("before", baseline), ("after", run.out))}
+except state.ERRORS as e:
+    st.error(str(e))
+    st.stop()
+per_q = pd.DataFrame([{"model": label, "question": f"Q{n}", "RMSE": v}
+                      for label, s in scores.items() for n, v in s["per_question"].items()])
+for col, (label, s) in zip(st.columns(2), scores.items()):
+    change = s["rmse"] - scores["before"]["rmse"]
+    col.metric(f"{label.capitalize()}: RMSE on {len(held)} held-out galaxies", f"{s['rmse']:.4f}",
+               delta=f"{change:+.4f}" if label == "after" else None, delta_color="inverse")
+if st.button("Use the new model everywhere", type="primary"):
+    state.choose("model", run.out)
+    st.rerun()
+st.caption(f"Before: `{baseline}` · after: `{run.out}` (validation RMSE in the checkpoint: "
+           f"{state.checkpoint_info(run.out)['val_rmse']:.4f})")
+st.plotly_chart(charts.scores(per_q, "question", "RMSE", color="model", colors=("#AAAAAA", charts.MODEL)),
+                key="train_compare")

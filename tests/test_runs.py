@@ -1,0 +1,26 @@
+"""Training runs in a background thread: events recorded as they come, stop honoured."""
+import time
+
+import torch
+from dashboard_support import dashboard_env  # noqa: F401  (fixture)
+
+from gzcore import runs, train
+
+
+def test_a_run_reports_progress_and_stops_when_asked(dashboard_env, tmp_path):  # noqa: F811
+    cfg = train.TrainConfig(epochs=50, batch_size=16, tta=False, threads=1)
+    run = runs.Run(tmp_path / "missing", cfg, tmp_path / "bad.pt").start()
+    run.thread.join(timeout=60)
+    assert run.error and "no such folder" in run.error and run.status().startswith("failed")
+
+    threads = torch.get_num_threads()
+    run = runs.Run(dashboard_env["GZ_DATA"], cfg, runs.run_path(tmp_path, cfg)).start()
+    deadline = time.time() + 120
+    while not len(run.epochs()) and time.time() < deadline:
+        time.sleep(0.1)
+    assert run.running and 0 < run.progress < 1 and len(run.steps()) >= 1
+    run.stop.set()
+    run.thread.join(timeout=60)
+    assert run.result and "stopped early" in run.status() and run.out.is_file()
+    assert torch.get_num_threads() == threads  # the dashboard gets its threads back
+    assert runs.checkpoints(tmp_path) == [run.out] and runs.describe(run.out)["model"] == "dieleman"
