@@ -1,12 +1,10 @@
 """A tiny synthetic universe and a quick checkpoint for the dashboard tests, built once per session
 (both test files import the fixture; the second finds the files already there)."""
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the pages import `dashboard`; AppTest runs them in this process
 
 
 @pytest.fixture(scope="session")
