@@ -81,9 +81,8 @@ def prepared_from(crops: np.ndarray, labels: np.ndarray, val_fraction: float = 0
     splits (by a hash of the row number, which stands in for the GalaxyID)."""
     galaxies = data.GalaxySet(Path("."), np.arange(len(crops), dtype=np.int64), [], labels)
     train_idx, val_idx = data.split(galaxies, val_fraction, 0)
-    sample = np.asarray(crops[:2000], np.float32) / 255.0
-    return train.Prepared(galaxies, crops, train_idx, val_idx, sample.mean(axis=(0, 1, 2)).tolist(),
-                          (sample.std(axis=(0, 1, 2)) + 1e-3).tolist(), "replicated")
+    mean, std = train.channel_stats(crops, np.arange(min(len(crops), 2000)))
+    return train.Prepared(galaxies, crops, train_idx, val_idx, mean, std, "replicated")
 
 
 def timed_steps(prep: train.Prepared, cfg: train.TrainConfig, steps: int,
