@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from . import checkpoint, data, train
 
@@ -35,7 +34,6 @@ class Run:
         return self
 
     def _work(self):
-        threads = torch.get_num_threads()  # fit may lower it (TrainConfig.threads) for the whole process
         try:
             result = train.fit(self.data_dir, self.config, out=self.out, stop=self.stop,
                                callback=lambda event, info: self.events.append((event, info)))
@@ -44,8 +42,6 @@ class Run:
             self.error = str(e)
         except Exception as e:  # a UI must show any failure, not lose it in a thread
             self.error = f"{type(e).__name__}: {e}"
-        finally:
-            torch.set_num_threads(threads)
 
     @property
     def running(self) -> bool:

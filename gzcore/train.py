@@ -152,11 +152,20 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
     callback(event, info) is called with event in {'data', 'step', 'epoch', 'done'};
     `stop` is an optional threading.Event: set it to end the run after the current batch.
     The best model (by validation RMSE) is written to `out` after every improving epoch.
+    `cfg.threads` applies for the duration of the run; torch's thread count is restored after.
     """
-    started = time.time()
-    callback = callback or (lambda event, info: None)
+    previous_threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    try:
+        return _fit(data_dir, cfg, out, callback or (lambda event, info: None), stop, resume,
+                    cache_dir, prepared)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _fit(data_dir, cfg, out, callback, stop, resume, cache_dir, prepared) -> dict:
+    started = time.time()
     setup = Setup.choose(cfg.device, cfg.precision)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
