@@ -15,7 +15,8 @@ from .common import DEFAULT, Context, Row, compare, interleave
 TITLE = "Decode + crop"
 ABOUT = """\
 Ours: `gzcore.data.load_crops` building the decoded-crop cache of the default preprocessing
-(232 px centre crop -> 72 px, JPEG draft-mode decoding, a process pool) into a fresh cache folder
+(232 px centre crop -> 72 px; JPEGs decoded by libjpeg-turbo at 3/8 scale through simplejpeg; a
+process pool) into a fresh cache folder
 each repeat. Blog: a DataLoader (batch 64) over a Dataset that opens each JPEG with PIL and applies
 CenterCrop(207), Resize(69), ToTensor. Same images, file contents already in the page cache, workers
 = processes doing the decoding. Ours is paid once per data set; the blog's every epoch (last row)."""

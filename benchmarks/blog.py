@@ -10,7 +10,7 @@ Chosen here, because the post's exact values are not at hand (a re-implementatio
 - DataLoader num_workers=2 (one per core of the benchmark machine), shuffle, no pinned memory.
 - The CNN, `BlogCNN`: a plain three-convolution network (5x5, 5x5, 3x3 with ReLU and max-pooling,
   then a 256-unit dense layer) ending in a sigmoid over the 37 outputs. 632 k parameters, about
-  18 M multiply-adds per 69 px image; gzcore's default model has 658 k parameters and about 43 M
+  18 M multiply-adds per 69 px image; gzcore's default model has 387 k parameters and about 25 M
   multiply-adds per 64 px image, so the reference does less arithmetic per image than ours.
 - No input normalisation beyond ToTensor's [0, 1] scaling.
 """

@@ -29,7 +29,7 @@ st.plotly_chart(charts.correlations(catalog.answer_correlations(ctx.table, sourc
 
 st.subheader("The most confident galaxy for each answer")
 question = st.selectbox("Question", [q.number for q in tree.QUESTIONS], key="dataset_q",
-                        format_func=lambda n: f"Q{n}. {tree.QUESTION_BY_NUMBER[n].text}")
+                        format_func=lambda n: tree.QUESTION_BY_NUMBER[n].title)
 best = catalog.most_confident(ctx.table, source)
 q = tree.QUESTION_BY_NUMBER[question]
 for cell, a in zip(st.columns(max(len(q.answers), 4)), q.answers):

@@ -7,10 +7,6 @@ from dashboard import charts, state
 from gzcore import catalog, evaluate, tree
 
 
-def answer_label(column):
-    return f"Q{tree.QUESTION_OF_COLUMN[column]} {tree.ANSWER_BY_COLUMN[column].short}"
-
-
 st.title("Evaluate")
 ctx = state.context()
 state.labelled(ctx)
@@ -30,9 +26,9 @@ scope = st.segmented_control("Galaxies below", ["held out", "all"], default="hel
 rows = np.arange(len(ctx.table)) if scope == "all" else held
 pred, truth = catalog.weighted(ctx.table, rows=rows), catalog.weighted(ctx.table, "crowd", rows=rows)
 s = evaluate.scores(pred, truth)
-per_q = pd.DataFrame({"question": [f"Q{q.number} {q.short}" for q in tree.QUESTIONS],
+per_q = pd.DataFrame({"question": [q.label for q in tree.QUESTIONS],
                       "RMSE": list(s["per_question"].values())})
-per_a = pd.DataFrame({"answer": [answer_label(c) for c in tree.COLUMNS],
+per_a = pd.DataFrame({"answer": [tree.answer_label(c) for c in tree.COLUMNS],
                       "RMSE": list(s["per_answer"].values())})
 tab_q, tab_a = st.tabs(["RMSE per question", "RMSE per answer"])
 tab_q.plotly_chart(charts.scores(per_q, "question", "RMSE"), key="eval_per_q")
@@ -40,7 +36,7 @@ tab_a.plotly_chart(charts.scores(per_a, "answer", "RMSE"), key="eval_per_a")
 
 st.subheader("Predicted vs crowd, one answer")
 answer = st.selectbox("Answer", tree.COLUMNS, key="eval_answer",
-                      format_func=lambda c: f"{answer_label(c)}: {tree.ANSWER_BY_COLUMN[c].long}")
+                      format_func=lambda c: f"{tree.answer_label(c)}: {tree.ANSWER_BY_COLUMN[c].long}")
 k = tree.COLUMN_INDEX[answer]
 left, right = st.columns(2)
 left.plotly_chart(charts.density(pred[:, k], truth[:, k], "weighted fraction"), key="eval_density")
@@ -48,7 +44,7 @@ right.plotly_chart(charts.residuals(pred[:, k], truth[:, k], "weighted fraction"
 
 st.subheader("Top answer: crowd vs model")
 question = st.selectbox("Question", [q.number for q in tree.QUESTIONS], key="eval_q",
-                        format_func=lambda n: f"Q{n}. {tree.QUESTION_BY_NUMBER[n].text}")
+                        format_func=lambda n: tree.QUESTION_BY_NUMBER[n].title)
 st.caption(f"All {len(ctx.table):,} galaxies whose question was reached by at least {catalog.LOW_REACH:.0%} "
            f"of the crowd; right: only those whose top crowd answer has at least {catalog.CONFIDENT:.0%} "
            f"of the votes. Pick a cell below to see its galaxies in the gallery.")

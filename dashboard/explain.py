@@ -19,7 +19,7 @@ st.caption("Attribution maps over the pixels the model sees (its central crop). 
 
 top = st.columns([3, 2, 2, 2], vertical_alignment="bottom")
 question = top[0].selectbox("Question", [q.number for q in tree.QUESTIONS], key="explain_q",
-                            format_func=lambda n: f"Q{n}. {tree.QUESTION_BY_NUMBER[n].text}")
+                            format_func=lambda n: tree.QUESTION_BY_NUMBER[n].title)
 method = top[1].selectbox("Method", list(METHODS), format_func=METHODS.get, key="explain_method")
 alpha = top[2].slider("Overlay opacity", 0.0, 1.0, 0.6, 0.05, key="explain_alpha")
 conditional = top[3].toggle("Conditional answer", value=True, key="explain_conditional",

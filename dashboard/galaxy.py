@@ -59,7 +59,7 @@ for i, q in enumerate(tree.QUESTIONS):
     reach = float(ctx.table[catalog.qcol("reach", q.number, reach_source)].iat[row])
     greyed = reach < catalog.LOW_REACH
     with cells[i % 2]:
-        title = f"**Q{q.number}. {q.text}**"
+        title = f"**{q.title}**"
         st.markdown(f":gray[{title}]" if greyed else title)
         st.caption(f"Reached by {reach:.0%} of the {reach_source}" + (" (few: greyed)" if greyed else ""))
         st.plotly_chart(charts.answers(q, values.get("crowd"), values["model"], greyed),

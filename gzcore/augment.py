@@ -1,8 +1,11 @@
 """Batch augmentation on tensors, on whatever device the batch lives (CPU or GPU).
 
-Galaxies have no preferred orientation, so any-angle rotation and flips keep the labels; small
-translations and zooms mimic the centring and scaling noise of the cutouts. All of it is one
-affine resample per batch (`grid_sample`), so it costs little next to the network.
+Galaxies have no preferred orientation, so rotations and flips keep the labels, and small
+translations mimic the centring noise of the cutouts. Two policies, each one batched call:
+`random_dihedral` (the default) takes a randomly placed crop in one of the 8 flips/rotations by
+90 degrees: exact pixels, the very views test-time augmentation averages over. `random_affine`
+rotates by any angle and zooms too, at the price of a bilinear resample that blurs every training
+image a little (measured: 0.001 worse validation RMSE after 10 minutes on the real sample).
 """
 from __future__ import annotations
 
@@ -39,6 +42,32 @@ def random_affine(x: torch.Tensor, generator: torch.Generator | None = None, max
         theta[:, :, :2] *= out_size / x.shape[-1]
     grid = F.affine_grid(theta, (b, x.shape[1], size, size), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def random_dihedral(x: torch.Tensor, generator: torch.Generator | None = None,
+                    out_size: int | None = None) -> torch.Tensor:
+    """Per image: a crop of side `out_size` at a random position, in one of the 8 dihedral views.
+    One gather, no resampling; the result is channels_last when `x` came from `to_float`."""
+    b, _, h, w = x.shape
+    size = out_size or w
+
+    def draw(high: int) -> torch.Tensor:
+        return torch.randint(0, high, (b,), generator=generator)
+
+    span = torch.arange(size)
+    rows = draw(h - size + 1)[:, None] + span                          # (B, S) source rows
+    cols = draw(w - size + 1)[:, None] + span
+    rows = torch.where(draw(2)[:, None] == 1, rows.flip(1), rows)      # vertical flip
+    cols = torch.where(draw(2)[:, None] == 1, cols.flip(1), cols)      # horizontal flip
+    swap = (draw(2) == 1)[:, None, None]                               # transpose
+    r = torch.where(swap, rows[:, None, :], rows[:, :, None])          # (B, S, S)
+    c = torch.where(swap, cols[:, :, None], cols[:, None, :])
+    batch = torch.arange(b)[:, None, None]
+    dev = x.device
+    return x.permute(0, 2, 3, 1)[batch.to(dev), r.to(dev), c.to(dev)].permute(0, 3, 1, 2)
+
+
+POLICIES = {"dihedral": random_dihedral, "affine": random_affine}
 
 
 def centre(x: torch.Tensor, out_size: int | None = None) -> torch.Tensor:

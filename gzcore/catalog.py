@@ -261,7 +261,7 @@ def confusion_ranges(number: int, crowd: int, model: int, confident: bool = Fals
 
 def answer_correlations(table: pd.DataFrame, source: str = "crowd") -> pd.DataFrame:
     """Pearson correlation between the 37 weighted answers, labelled 'Q1 smooth' etc."""
-    labels = [f"Q{tree.QUESTION_OF_COLUMN[c]} {tree.ANSWER_BY_COLUMN[c].short}" for c in tree.COLUMNS]
+    labels = [tree.answer_label(c) for c in tree.COLUMNS]
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = np.corrcoef(weighted(table, source).T)
     return pd.DataFrame(corr, index=labels, columns=labels)
@@ -277,7 +277,7 @@ def top_answer_shares(table: pd.DataFrame, source: str = "crowd",
         top = table[qcol("top", q.number, source)].to_numpy()[keep]
         counts = np.bincount(top[top >= 0], minlength=len(q.answers))
         for a, n in zip(q.answers, counts):
-            out.append({"question": f"Q{q.number} {q.short}", "answer": a.short,
+            out.append({"question": q.label, "answer": a.short,
                         "share": n / max(len(top), 1), "galaxies": int(n)})
     return pd.DataFrame(out)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import checkpoint, data, evaluate, models, tree
+from . import augment, checkpoint, data, evaluate, models, tree
 
 
 class _Bar:
@@ -51,11 +51,11 @@ def cmd_synth(args):
 
 def cmd_train(args):
     from . import train
-    cfg = train.TrainConfig(model=args.model, epochs=args.epochs, minutes=args.minutes,
+    cfg = train.TrainConfig(model=args.model, width=args.width, epochs=args.epochs, minutes=args.minutes,
                             batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                             subset=args.subset, val_fraction=args.val_fraction,
                             device=args.device, precision=args.precision, patience=args.patience,
-                            skip_bad=args.skip_bad, tta=not args.no_tta)
+                            skip_bad=args.skip_bad, tta=not args.no_tta, augment=args.augment)
     if args.crop != "centre" or args.grayscale:
         cfg = replace(cfg, preprocess=replace(cfg.preprocess, crop=args.crop, grayscale=args.grayscale))
     bars: dict = {}
@@ -117,7 +117,7 @@ def cmd_evaluate(args):
           f"{' with 8-view TTA' if not args.no_tta else ''}\n")
     rows = [("model", s["rmse"])] + [(f"baseline: {k}", v) for k, v in base.items()]
     print(_table(rows, ("predictor", "RMSE")) + "\n")
-    print(_table([(f"Q{q.number} {q.short}", s["per_question"][q.number]) for q in tree.QUESTIONS],
+    print(_table([(q.label, s["per_question"][q.number]) for q in tree.QUESTIONS],
                  ("question", "RMSE")))
     if args.out:
         evaluate.predictions_table(galaxies.ids[val_idx], pred, truth).to_csv(args.out, index=False)
@@ -173,6 +173,8 @@ def parser() -> argparse.ArgumentParser:
     common(t, ckpt=False)
     t.add_argument("--model", default="dieleman", choices=list(models.BACKBONES),
                    help="architecture (default: dieleman, fast on CPU)")
+    t.add_argument("--width", type=int, help="channels of the first stage, for dieleman (24) and "
+                   "xresnet (32); wider learns more per epoch but runs fewer epochs")
     budget = t.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, help="wall-clock budget; the schedule follows it")
     budget.add_argument("--epochs", type=int, default=30, help="passes over the data (default 30)")
@@ -185,6 +187,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--crop", default="centre", choices=["centre", "roi"],
                    help="centre crop, or a crop around the central bright source")
     t.add_argument("--grayscale", action="store_true", help="train on luminance only")
+    t.add_argument("--augment", default="dihedral", choices=list(augment.POLICIES),
+                   help="dihedral (default): random crop in one of the 8 flips/rotations, exact "
+                   "pixels; affine: any-angle rotation, flips, shifts and zoom (bilinear)")
     t.add_argument("--device", default="auto", help="auto, cpu or cuda")
     t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     t.add_argument("--patience", type=int, help="stop after N epochs without improvement")

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import simplejpeg
 from PIL import Image, ImageFile
 
 from . import tree
@@ -22,7 +24,7 @@ from . import tree
 IMAGE_DIRS = ("images_training_rev1", "images_test_rev1")
 LABELS_FILE = "training_solutions_rev1.csv"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated JPEG is an error, never silently grey
 
 
@@ -175,10 +177,12 @@ def _central_source(mask: np.ndarray, c: int) -> np.ndarray:
         region = grown
 
 
-def _roi_box(img: Image.Image, min_side: float, pad: float) -> tuple[float, float, float, float]:
-    """Centred square box holding the bright source at the centre (pixels > sky + 4σ after a
-    quarter-size resample), enlarged by `pad`, never smaller than `min_side`."""
-    small = np.asarray(img.convert("L").resize((106, 106), Image.BILINEAR), dtype=np.float32)
+def _roi_box(pixels: np.ndarray, min_side: float, pad: float) -> tuple[float, float]:
+    """(low, high) edge of the centred square holding the bright source at the centre (pixels >
+    sky + 4σ after a 106 px resample), enlarged by `pad`, never smaller than `min_side`."""
+    side = pixels.shape[0]
+    small = np.asarray(Image.fromarray(pixels).convert("L").resize((106, 106), Image.BILINEAR),
+                       dtype=np.float32)
     sky = np.median(small)
     sigma = 1.4826 * np.median(np.abs(small - sky)) + 1.0
     c = 53
@@ -187,41 +191,50 @@ def _roi_box(img: Image.Image, min_side: float, pad: float) -> tuple[float, floa
     if region.any():
         ys, xs = np.nonzero(region)
         extent = max(np.abs(xs - c).max(), np.abs(ys - c).max()) + 1
-        half = max(half, extent * img.width / 106 * pad)
-    half = min(half, img.width / 2)
-    lo, hi = img.width / 2 - half, img.width / 2 + half
-    return (lo, lo, hi, hi)
+        half = max(half, extent * side / 106 * pad)
+    half = min(half, side / 2)
+    return side / 2 - half, side / 2 + half
+
+
+def _read_rgb(path: Path, pp: Preprocess) -> np.ndarray:
+    """The image as (H, W, 3) uint8. JPEGs are decoded by libjpeg-turbo (simplejpeg) at the
+    smallest DCT scale (k/8 of full size) that still gives the crop `pp.size` pixels, which skips
+    most of the work of a full decode; other formats, and JPEGs it refuses, go through Pillow."""
+    try:
+        blob = path.read_bytes()
+        if blob[:3] == b"\xff\xd8\xff":
+            try:
+                width, height, _, _ = simplejpeg.decode_jpeg_header(blob)
+                side = math.ceil(pp.size * 424 / pp.crop_px)  # wanted size of the short side
+                short = min(width, height)
+                return simplejpeg.decode_jpeg(blob, "RGB", min_width=math.ceil(side * width / short),
+                                              min_height=math.ceil(side * height / short))
+            except ValueError:
+                pass  # CMYK, lossless, or broken: Pillow decodes it or says what is wrong
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: cannot decode image ({e})") from e
 
 
 def decode(path: Path, pp: Preprocess) -> np.ndarray:
-    """One image file -> uint8 crop (size, size, channels). Uses JPEG draft mode (DCT scaling) so a
-    424 px JPEG is decoded at the smallest scale that still covers the crop."""
-    try:
-        with Image.open(path) as img:
-            side = min(img.size)
-            crop = pp.crop_px * side / 424
-            k = 1
-            while k < 8 and crop / (2 * k) >= pp.size:
-                k *= 2
-            if k > 1 and pp.crop == "centre":
-                img.draft("RGB", (img.width // k, img.height // k))
-            img = img.convert("RGB")
-            img.load()
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: cannot decode image ({e})") from e
-    if img.width != img.height:  # non-square: take the central square
-        s = min(img.size)
-        left, top = (img.width - s) // 2, (img.height - s) // 2
-        img = img.crop((left, top, left + s, top + s))
-    crop = pp.crop_px * img.width / 424
+    """One image file -> uint8 crop (size, size, channels)."""
+    pixels = _read_rgb(path, pp)
+    h, w = pixels.shape[:2]
+    side = min(h, w)  # non-square: take the central square
+    pixels = pixels[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
+    crop = pp.crop_px * side / 424
     if pp.crop == "roi":
-        box = _roi_box(img, crop, pp.roi_pad)
+        lo, hi = _roi_box(pixels, crop, pp.roi_pad)
     elif pp.crop == "centre":
-        c = img.width / 2
-        box = (c - crop / 2, c - crop / 2, c + crop / 2, c + crop / 2)
+        lo, hi = side / 2 - crop / 2, side / 2 + crop / 2
     else:
         raise ValueError(f"unknown crop mode {pp.crop!r}; use 'centre' or 'roi'")
-    out = img.resize((pp.size, pp.size), Image.BILINEAR, box=box, reducing_gap=None)
+    # resample only the box and the 2 px the bilinear filter reaches beyond it
+    first, last = max(0, math.floor(lo) - 2), min(side, math.ceil(hi) + 2)
+    region = Image.fromarray(np.ascontiguousarray(pixels[first:last, first:last]))
+    box = (lo - first, lo - first, hi - first, hi - first)
+    out = region.resize((pp.size, pp.size), Image.BILINEAR, box=box, reducing_gap=None)
     if pp.grayscale:
         out = out.convert("L")
     arr = np.asarray(out, dtype=np.uint8)

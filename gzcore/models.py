@@ -81,9 +81,11 @@ def _conv_bn(c_in, c_out, k=3, stride=1, act=nn.ReLU):
 class DielemanNet(nn.Module):
     """The default: a small, fast CNN in the spirit of Dieleman et al. (2015) — stacked small
     convolutions with pooling, then a dense layer — with batch norm and a stride-2 first layer so
-    that it trains at hundreds of images/s on two CPU cores."""
+    that it trains at hundreds of images/s on two CPU cores. Width 24 (387 k parameters, 25 M
+    multiply-adds at 64 px) reached the same 10-minute validation RMSE as width 32 with a third
+    more epochs; 16 was worse."""
 
-    def __init__(self, in_channels: int = 3, width: int = 32, dense: int = 256, dropout: float = 0.1):
+    def __init__(self, in_channels: int = 3, width: int = 24, dense: int = 256, dropout: float = 0.1):
         super().__init__()
         w = width
         self.features = nn.Sequential(
@@ -176,13 +178,13 @@ class TorchvisionResNet(nn.Module):
         return self.net(x)
 
 
-BACKBONES = {
+BACKBONES = {  # name -> backbone(in_channels, **options); `width` where the family has one
     "dieleman": DielemanNet,
     "resnet18": lambda in_channels=3: TorchvisionResNet("resnet18", in_channels),
     "resnet34": lambda in_channels=3: TorchvisionResNet("resnet34", in_channels),
     "resnet50": lambda in_channels=3: TorchvisionResNet("resnet50", in_channels),
-    "xresnet34": lambda in_channels=3: XResNet(in_channels, (3, 4, 6, 3)),
-    "xresnet18": lambda in_channels=3: XResNet(in_channels, (2, 2, 2, 2)),
+    "xresnet34": lambda in_channels=3, width=32: XResNet(in_channels, (3, 4, 6, 3), width),
+    "xresnet18": lambda in_channels=3, width=32: XResNet(in_channels, (2, 2, 2, 2), width),
 }
 HEADS = {"tree": TreeHead, "regression": RegressionHead}
 
@@ -206,11 +208,16 @@ class GalaxyModel(nn.Module):
 
 
 def build(name: str = "dieleman", head: str = "tree", in_channels: int = 3, n_outputs: int = 1,
-          mean=None, std=None) -> GalaxyModel:
-    """A model by name (see BACKBONES) with the decision-tree head or a regression head."""
+          mean=None, std=None, width: int | None = None) -> GalaxyModel:
+    """A model by name (see BACKBONES) with the decision-tree head or a regression head.
+    `width` (channels of the first stage) overrides the family's default where it has one."""
     if name not in BACKBONES:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(BACKBONES)}")
-    backbone = BACKBONES[name](in_channels=in_channels)
+    options = {} if width is None else {"width": width}
+    try:
+        backbone = BACKBONES[name](in_channels=in_channels, **options)
+    except TypeError as e:
+        raise ValueError(f"model {name!r} has no width option") from e
     head_module = TreeHead(backbone.out_features) if head == "tree" else \
         RegressionHead(backbone.out_features, n_outputs)
     mean = [0.0] * in_channels if mean is None else mean

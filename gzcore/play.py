@@ -29,7 +29,7 @@ def compare(walk: Walk, crowd_weighted, model_weighted=None) -> pd.DataFrame:
     rows = []
     for number, k in walk:
         q, s = tree.QUESTION_BY_NUMBER[number], tree.SLICES[number]
-        row = {"question": f"Q{number}. {q.text}", "you": q.answers[k].long}
+        row = {"question": q.title, "you": q.answers[k].long}
         for name, c in cond.items():
             part = np.nan_to_num(c[s])
             top = int(part.argmax())

@@ -20,6 +20,7 @@ from . import augment, checkpoint, data, evaluate, models
 @dataclass(frozen=True)
 class TrainConfig:
     model: str = "dieleman"       # backbone name, see models.BACKBONES
+    width: int | None = None      # first-stage channels (None = the model's default)
     epochs: int = 30              # used when `minutes` is None
     minutes: float | None = None  # wall-clock budget for the whole run (schedule follows time)
     batch_size: int = 64
@@ -29,7 +30,8 @@ class TrainConfig:
     val_fraction: float = 0.1
     seed: int = 0
     subset: int | None = None     # train on the first N training galaxies only (quick runs)
-    input_size: int = 64          # model input side; the cache keeps a margin for rotations
+    input_size: int = 64          # model input side; the cache keeps a margin for shifts/rotations
+    augment: str = "dihedral"     # dihedral | affine, see gzcore.augment
     preprocess: data.Preprocess = data.Preprocess(crop_px=232, size=72)
     precision: str = "auto"       # auto | fp32 | bf16 | fp16
     device: str = "auto"          # auto | cpu | cuda
@@ -38,6 +40,11 @@ class TrainConfig:
     answer_weights: tuple[float, ...] | None = None  # per-answer MSE weights (37), None = plain MSE
     skip_bad: bool = False        # skip unreadable images / unlabelled rows instead of stopping
     threads: int | None = None    # torch CPU threads (None = torch's default)
+
+    def __post_init__(self):
+        if self.augment not in augment.POLICIES:
+            raise ValueError(f"unknown augmentation {self.augment!r}; choose one of "
+                             f"{', '.join(augment.POLICIES)}")
 
 
 def cpu_has_native_bf16() -> bool:
@@ -173,7 +180,7 @@ def _fit(data_dir, cfg, out, callback, stop, resume, cache_dir, prepared) -> dic
                                progress=lambda d, n: callback("data", {"done": d, "total": n}))
     labels = prep.galaxies.labels
     model_config = {"name": cfg.model, "head": "tree", "in_channels": cfg.preprocess.channels,
-                    "mean": prep.mean, "std": prep.std}
+                    "mean": prep.mean, "std": prep.std, "width": cfg.width}
     model = models.build(**model_config).to(setup.device, memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler(enabled=setup.precision == "fp16")
@@ -216,7 +223,7 @@ def _fit(data_dir, cfg, out, callback, stop, resume, cache_dir, prepared) -> dic
                 break
             for group in opt.param_groups:
                 group["lr"] = one_cycle(progress, cfg.lr, cfg.warmup)
-            x = augment.random_affine(augment.to_float(xb), gen, out_size=cfg.input_size)
+            x = augment.POLICIES[cfg.augment](augment.to_float(xb), gen, out_size=cfg.input_size)
             x = x.contiguous(memory_format=torch.channels_last)
             with evaluate.autocast(setup.device, setup.precision):
                 loss = loss_fn(model(x), yb, weights)
@@ -294,7 +301,7 @@ def lr_find(data_dir, cfg: TrainConfig = TrainConfig(), start: float = 1e-5, end
     gen = torch.Generator().manual_seed(cfg.seed)
     prep = prepared or prepare(data_dir, cfg, cache_dir)
     model = models.build(cfg.model, in_channels=cfg.preprocess.channels, mean=prep.mean,
-                         std=prep.std).to(setup.device, memory_format=torch.channels_last).train()
+                         std=prep.std, width=cfg.width).to(setup.device, memory_format=torch.channels_last).train()
     opt = torch.optim.AdamW(model.parameters(), lr=start, weight_decay=cfg.weight_decay)
     batches = Batches(prep.crops, prep.galaxies.labels, prep.train_idx, cfg.batch_size,
                       setup.device, gen)
@@ -305,7 +312,7 @@ def lr_find(data_dir, cfg: TrainConfig = TrainConfig(), start: float = 1e-5, end
             lr = start * (end / start) ** (i / (steps - 1))
             for group in opt.param_groups:
                 group["lr"] = lr
-            x = augment.random_affine(augment.to_float(xb), gen, out_size=cfg.input_size)
+            x = augment.POLICIES[cfg.augment](augment.to_float(xb), gen, out_size=cfg.input_size)
             with evaluate.autocast(setup.device, setup.precision):
                 loss = loss_fn(model(x.contiguous(memory_format=torch.channels_last)), yb, None)
             opt.zero_grad(set_to_none=True)

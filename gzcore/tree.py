@@ -30,6 +30,16 @@ class Question:
     answers: tuple[Answer, ...]
     reached_by: str | None  # column whose weighted value is this question's reach; None = always 1
 
+    @property
+    def label(self) -> str:
+        """Short label for charts and tables, e.g. "Q3 bar"."""
+        return f"Q{self.number} {self.short}"
+
+    @property
+    def title(self) -> str:
+        """The question as volunteers read it, numbered: "Q3. Is there a sign of a bar ...?"."""
+        return f"Q{self.number}. {self.text}"
+
 
 def _q(number, short, text, reached_by, answers):
     cols = [Answer(f"Class{number}.{i + 1}", s, l, nxt) for i, (s, l, nxt) in enumerate(answers)]
@@ -107,6 +117,12 @@ COLUMN_INDEX: dict[str, int] = {c: i for i, c in enumerate(COLUMNS)}
 QUESTION_BY_NUMBER: dict[int, Question] = {q.number: q for q in QUESTIONS}
 ANSWER_BY_COLUMN: dict[str, Answer] = {a.column: a for q in QUESTIONS for a in q.answers}
 QUESTION_OF_COLUMN: dict[str, int] = {a.column: q.number for q in QUESTIONS for a in q.answers}
+
+
+def answer_label(column: str) -> str:
+    """Short label of one answer column for charts and tables, e.g. "Q3 bar"."""
+    return f"Q{QUESTION_OF_COLUMN[column]} {ANSWER_BY_COLUMN[column].short}"
+
 # Order in which weighted values can be built: each question after the one holding its reach column.
 BUILD_ORDER: tuple[int, ...] = (1, 6, 2, 7, 8, 3, 4, 5, 9, 10, 11)
 

@@ -59,10 +59,20 @@ def test_decode_modes_and_odd_images(tmp_path, synth_dir):
     small = tmp_path / "1.jpg"
     Image.open(path).convert("L").resize((300, 300)).save(small)
     assert data.decode(small, data.Preprocess(size=64)).shape == (64, 64, 3)
+    # non-square: the central square is cropped; PNG and CMYK JPEG go through Pillow
+    wide = tmp_path / "2.png"
+    rgb = Image.open(path).convert("RGB")
+    margin = np.zeros((424, 50, 3), np.uint8)
+    Image.fromarray(np.concatenate([margin, np.asarray(rgb), margin], 1)).save(wide)
+    np.testing.assert_allclose(data.decode(wide, data.Preprocess(size=64)).astype(float),
+                               data.decode(path, data.Preprocess(size=64)).astype(float), atol=12)
+    cmyk = tmp_path / "3.jpg"
+    rgb.convert("CMYK").save(cmyk)
+    assert data.decode(cmyk, data.Preprocess(size=64)).shape == (64, 64, 3)
 
 
-def test_draft_decoding_matches_full_decode(synth_dir):
-    """JPEG draft mode must give (nearly) the crop a full decode gives."""
+def test_scaled_decoding_matches_full_decode(synth_dir):
+    """Decoding at a reduced DCT scale must give (nearly) the crop a full decode gives."""
     path = next((synth_dir / data.IMAGE_DIRS[0]).iterdir())
     fast = data.decode(path, data.Preprocess(size=64)).astype(float)
     with Image.open(path) as img:

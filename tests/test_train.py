@@ -72,7 +72,7 @@ def test_model_learns_the_synthetic_universe(tmp_path):
     """Trained on simulated volunteers' labels, the model beats the mean-vector baseline clearly."""
     from gzcore import synthetic
     folder = synthetic.generate(tmp_path / "u", 240, seed=5)
-    cfg = train.TrainConfig(epochs=10, batch_size=32, input_size=32, val_fraction=0.25, lr=3e-3,
+    cfg = train.TrainConfig(epochs=16, batch_size=32, input_size=32, val_fraction=0.25, lr=3e-3,
                             preprocess=data.Preprocess(crop_px=232, size=36), tta=False)
     prep = train.prepare(folder, cfg)
     result = train.fit(folder, cfg, prepared=prep)

@@ -65,3 +65,10 @@ def test_most_likely_path_walks_the_tree():
 def test_every_real_row_obeys_the_tree(real_dir):
     ids, labels = data.read_labels(real_dir / "training_solutions_rev1.csv")
     assert len(ids) >= 1000 and tree.check_labels(labels) == []
+
+
+def test_labels_for_charts():
+    q3 = tree.QUESTION_BY_NUMBER[3]
+    assert q3.label == "Q3 bar" and q3.title.startswith("Q3. Is there a sign of a bar")
+    assert tree.answer_label("Class3.1") == "Q3 bar"
+    assert len({tree.answer_label(c) for c in tree.COLUMNS}) == 37  # every answer tells itself apart
