@@ -1,7 +1,8 @@
 """docs/BENCHMARKS.md: one table per section, each stamped with its machine, date and command.
 
 Sections live between `<!-- section: NAME -->` markers, so a run of some sections (`--only`)
-replaces those and keeps the others, which may come from another machine (the GPU section)."""
+replaces those and keeps the others, which may come from another machine (the GPU section).
+Hand-written notes after a `<!-- notes -->` line stay at the end, untouched."""
 from __future__ import annotations
 
 import re
@@ -24,6 +25,7 @@ the median of the repeats; a ratio is the median of the per-repeat ratios, > 1 m
 better. The references are plain re-implementations of published pipelines, in
 `benchmarks/blog.py` (its docstring says what was taken from the post and what had to be chosen).
 """
+NOTES = "<!-- notes -->"
 MARK = re.compile(r"<!-- section: (\w+) -->\n(.*?)<!-- /section: \1 -->\n", re.S)
 
 
@@ -81,9 +83,12 @@ def section(number: int, result: Result, stamp: str) -> str:
 def write(path: Path, results: list[Result], order: list[str], stamp: str) -> Path:
     """Rewrite `path` with these results, keeping the sections of earlier runs that were not rerun."""
     path = Path(path)
-    blocks = {m.group(1): m.group(0) for m in MARK.finditer(path.read_text())} if path.is_file() else {}
+    old = path.read_text() if path.is_file() else ""
+    blocks = {m.group(1): m.group(0) for m in MARK.finditer(old)}
+    notes = old[old.index(NOTES):] if NOTES in old else ""
     for result in results:
         blocks[result.name] = section(order.index(result.name) + 1, result, stamp)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(HEADER + "\n" + "\n".join(blocks[name] for name in order if name in blocks))
+    sections = "\n".join(blocks[name] for name in order if name in blocks)
+    path.write_text(HEADER + "\n" + sections + ("\n" + notes if notes else ""))
     return path
