@@ -51,11 +51,15 @@ def cmd_synth(args):
 
 def cmd_train(args):
     from . import train
-    cfg = train.TrainConfig(model=args.model, width=args.width, epochs=args.epochs, minutes=args.minutes,
-                            batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                            subset=args.subset, val_fraction=args.val_fraction,
-                            device=args.device, precision=args.precision, patience=args.patience,
-                            skip_bad=args.skip_bad, tta=not args.no_tta, augment=args.augment)
+    try:
+        cfg = train.TrainConfig(model=args.model, width=args.width, epochs=args.epochs,
+                                minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
+                                seed=args.seed, subset=args.subset, val_fraction=args.val_fraction,
+                                device=args.device, precision=args.precision,
+                                patience=args.patience, skip_bad=args.skip_bad,
+                                tta=not args.no_tta, augment=args.augment)
+    except ValueError as e:  # options that do not go together
+        sys.exit(f"gz train: error: {e}")
     if args.crop != "centre" or args.grayscale:
         cfg = replace(cfg, preprocess=replace(cfg.preprocess, crop=args.crop, grayscale=args.grayscale))
     bars: dict = {}

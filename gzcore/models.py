@@ -6,6 +6,8 @@ outputs (B, 37), which obey the tree for any input. Imports only torch/torchvisi
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torchvision
 from torch import nn
@@ -207,17 +209,21 @@ class GalaxyModel(nn.Module):
         return self.head(self.embed(x))
 
 
+def has_width(name: str) -> bool:
+    """Whether the backbone family `name` takes a `width` option."""
+    return name in BACKBONES and "width" in inspect.signature(BACKBONES[name]).parameters
+
+
 def build(name: str = "dieleman", head: str = "tree", in_channels: int = 3, n_outputs: int = 1,
           mean=None, std=None, width: int | None = None) -> GalaxyModel:
     """A model by name (see BACKBONES) with the decision-tree head or a regression head.
     `width` (channels of the first stage) overrides the family's default where it has one."""
     if name not in BACKBONES:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(BACKBONES)}")
+    if width is not None and not has_width(name):
+        raise ValueError(f"model {name!r} has no width option")
     options = {} if width is None else {"width": width}
-    try:
-        backbone = BACKBONES[name](in_channels=in_channels, **options)
-    except TypeError as e:
-        raise ValueError(f"model {name!r} has no width option") from e
+    backbone = BACKBONES[name](in_channels=in_channels, **options)
     head_module = TreeHead(backbone.out_features) if head == "tree" else \
         RegressionHead(backbone.out_features, n_outputs)
     mean = [0.0] * in_channels if mean is None else mean

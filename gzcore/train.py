@@ -45,6 +45,8 @@ class TrainConfig:
         if self.augment not in augment.POLICIES:
             raise ValueError(f"unknown augmentation {self.augment!r}; choose one of "
                              f"{', '.join(augment.POLICIES)}")
+        if self.width is not None and not models.has_width(self.model):
+            raise ValueError(f"model {self.model!r} has no width option (dieleman and xresnet do)")
 
 
 def cpu_has_native_bf16() -> bool:

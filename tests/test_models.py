@@ -95,3 +95,12 @@ def test_the_shipped_default_checkpoint_loads_offline():
     model, ckpt = checkpoint.load()
     assert ckpt["metrics"]["val_rmse"] < 0.1
     assert model(torch.rand(1, 3, ckpt["input_size"], ckpt["input_size"])).shape == (1, 37)
+
+
+def test_width_option_where_the_family_has_one():
+    narrow, wide = models.build("dieleman", width=8), models.build("dieleman", width=16)
+    assert sum(p.numel() for p in narrow.parameters()) < sum(p.numel() for p in wide.parameters())
+    assert narrow(torch.rand(2, 3, 32, 32)).shape == (2, 37)
+    assert models.has_width("xresnet18") and not models.has_width("resnet18")
+    with pytest.raises(ValueError, match="no width option"):
+        models.build("resnet18", width=8)
