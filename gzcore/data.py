@@ -8,6 +8,7 @@ re-decode JPEGs and datasets larger than RAM still train.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -211,7 +212,7 @@ def _read_rgb(path: Path, pp: Preprocess) -> np.ndarray:
                                               min_height=math.ceil(side * height / short))
             except ValueError:
                 pass  # CMYK, lossless, or broken: Pillow decodes it or says what is wrong
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(blob)) as img:
             return np.asarray(img.convert("RGB"))
     except (OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path}: cannot decode image ({e})") from e

@@ -303,7 +303,8 @@ def lr_find(data_dir, cfg: TrainConfig = TrainConfig(), start: float = 1e-5, end
     gen = torch.Generator().manual_seed(cfg.seed)
     prep = prepared or prepare(data_dir, cfg, cache_dir)
     model = models.build(cfg.model, in_channels=cfg.preprocess.channels, mean=prep.mean,
-                         std=prep.std, width=cfg.width).to(setup.device, memory_format=torch.channels_last).train()
+                         std=prep.std, width=cfg.width)
+    model = model.to(setup.device, memory_format=torch.channels_last).train()
     opt = torch.optim.AdamW(model.parameters(), lr=start, weight_decay=cfg.weight_decay)
     batches = Batches(prep.crops, prep.galaxies.labels, prep.train_idx, cfg.batch_size,
                       setup.device, gen)

@@ -123,6 +123,7 @@ def answer_label(column: str) -> str:
     """Short label of one answer column for charts and tables, e.g. "Q3 bar"."""
     return f"Q{QUESTION_OF_COLUMN[column]} {ANSWER_BY_COLUMN[column].short}"
 
+
 # Order in which weighted values can be built: each question after the one holding its reach column.
 BUILD_ORDER: tuple[int, ...] = (1, 6, 2, 7, 8, 3, 4, 5, 9, 10, 11)
 
