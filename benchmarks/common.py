@@ -178,7 +178,10 @@ class Context:
 
     @property
     def model_note(self) -> str:
-        return "shipped model" if self.checkpoint == checkpoint.DEFAULT else "untrained default model"
+        if self.checkpoint != checkpoint.DEFAULT:
+            return "untrained default model"
+        members = checkpoint.read(self.checkpoint)["model_config"].get("members")
+        return f"shipped ensemble of {len(members)}" if members else "shipped model"
 
     def replicated(self, n: int) -> tuple[Path, Path]:
         """(crops .npy, labels .npy) of `n` galaxies: the real crops repeated, as a memory-mapped

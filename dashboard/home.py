@@ -57,12 +57,15 @@ with loaded:
     cols = st.columns(4)
     cols[0].metric("Galaxies", f"{len(ctx.galaxies):,}", help=str(ctx.data_dir))
     cols[1].metric("Crowd labels", "yes" if ctx.galaxies.labels is not None else "no")
-    cols[2].metric("Model", ctx.ckpt["model_config"]["name"], help=str(ctx.ckpt_path))
+    members = ctx.ckpt["model_config"].get("members")  # an ensemble (gz ensemble)
+    cols[2].metric("Model", f"ensemble of {len(members)}" if members else ctx.ckpt["model_config"]["name"],
+                   help=str(ctx.ckpt_path))
     tta = f"; {metrics['val_rmse_tta']:.4f} with 8-view TTA" if "val_rmse_tta" in metrics else ""
     cols[3].metric("Validation RMSE", f"{metrics.get('val_rmse', math.nan):.4f}",
                    help=f"From the checkpoint: RMSE over the 37 answers on its held-out galaxies{tta}")
+    how = f"{len(members)} models averaged" if members else f"{metrics.get('epochs', '?')} epoch(s)"
     st.caption(f"Data `{ctx.data_dir}` · model `{ctx.ckpt_path}` trained on "
-               f"{metrics.get('train_images', '?')} galaxies, {metrics.get('epochs', '?')} epoch(s)")
+               f"{metrics.get('train_images', '?')} galaxies, {how}")
     st.markdown("**Where next**")
     links = st.columns(4)
     links[0].page_link("dashboard/browse.py", label="Browse the gallery", icon=":material/grid_view:")

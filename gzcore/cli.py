@@ -1,4 +1,4 @@
-"""The `gz` command line: synth, train, evaluate, predict, lr-find.
+"""The `gz` command line: synth, train, ensemble, evaluate, predict, lr-find.
 
 Stable contract (scripts call it):
   gz synth --n N --out DIR [--seed S]
@@ -54,7 +54,8 @@ def cmd_train(args):
     try:
         cfg = train.TrainConfig(model=args.model, width=args.width, epochs=args.epochs,
                                 minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
-                                seed=args.seed, subset=args.subset, val_fraction=args.val_fraction,
+                                seed=args.seed, init_seed=args.init_seed, subset=args.subset,
+                                val_fraction=args.val_fraction,
                                 device=args.device, precision=args.precision,
                                 patience=args.patience, skip_bad=args.skip_bad,
                                 tta=not args.no_tta, augment=args.augment)
@@ -95,6 +96,21 @@ def cmd_train(args):
     if result["skipped"]:
         print(f"skipped {len(result['skipped'])} bad input(s), e.g. {result['skipped'][0]}")
     print(f"checkpoint: {args.out}")
+
+
+def cmd_ensemble(args):
+    from . import ensemble
+    try:
+        m = ensemble.combine(args.checkpoints, args.out, args.data, progress=_Bar("predicting"))
+    except (checkpoint.CheckpointError, data.DataError):
+        raise  # reported by main, naming the file
+    except ValueError as e:
+        sys.exit(f"gz ensemble: error: {e}")
+    rows = list(zip(m["members"], m["member_val_rmse_tta"]))
+    rows.append((f"ensemble of {len(m['members'])}", m["val_rmse_tta"]))
+    print(f"{m['val_images']} validation galaxies, 8-view TTA\n")
+    print(_table(rows, ("model", "val RMSE")))
+    print(f"\ncheckpoint: {args.out}")
 
 
 def _load(args):
@@ -187,7 +203,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--subset", type=int, help="train on only N galaxies (quick experiments)")
     t.add_argument("--val-fraction", type=float, default=0.1, help="held-out share (default 0.1)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="validation split, weights and batch order")
+    t.add_argument("--init-seed", type=int, help="weights and batch order only: train ensemble "
+                   "members on the same split (see gz ensemble)")
     t.add_argument("--crop", default="centre", choices=["centre", "roi"],
                    help="centre crop, or a crop around the central bright source")
     t.add_argument("--grayscale", action="store_true", help="train on luminance only")
@@ -200,6 +218,14 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from --out if it exists")
     t.add_argument("--no-tta", action="store_true", help="skip the final 8-view TTA score")
     t.set_defaults(func=cmd_train)
+
+    en = sub.add_parser("ensemble", help="average trained checkpoints into one, scored on their "
+                        "shared validation split")
+    en.add_argument("checkpoints", nargs="+", type=Path, metavar="CKPT",
+                    help="two or more checkpoints trained on --data with the same split")
+    en.add_argument("--data", required=True, type=Path, help="the Kaggle-layout folder they trained on")
+    en.add_argument("--out", required=True, type=Path, help="ensemble checkpoint to write (.pt)")
+    en.set_defaults(func=cmd_ensemble)
 
     e = sub.add_parser("evaluate", help="RMSE overall and per question, beside the baselines")
     common(e)

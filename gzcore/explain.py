@@ -55,11 +55,17 @@ def model_input(crop, input_size: int | None = None) -> torch.Tensor:
     return augment.centre(x, input_size)[0]
 
 
-def _outputs(model: models.GalaxyModel, conditional: bool):
-    """The function Captum differentiates: images (B, C, H, W) -> (B, 37)."""
+def _outputs(model: models.GalaxyModel | models.Ensemble, conditional: bool):
+    """The function Captum differentiates: images (B, C, H, W) -> (B, 37). An ensemble's
+    conditional answers are the mean of its members'."""
     if not conditional:
         return model
-    return lambda x: model.head.conditional(model.head.linear(model.embed(x)).float())
+    singles = models.members(model)
+
+    def answers(x):
+        return torch.stack([m.head.conditional(m.head.linear(m.embed(x)).float())
+                            for m in singles]).mean(0)
+    return answers
 
 
 def _counting(forward, total: int, progress):
@@ -108,10 +114,13 @@ def _attribute(method: str, forward, model, x: torch.Tensor, target: int, opts: 
             x, nt_type="smoothgrad", nt_samples=opts["nt_samples"], stdevs=opts["stdevs"],
             nt_samples_batch_size=opts["batch_size"], target=target, abs=True)
         return attr[0].amax(0)
-    if method == "gradcam":
-        cam = LayerGradCam(forward, _feature_map_layer(model)).attribute(
-            x, target=target, attribute_to_layer_input=True, relu_attributions=True)
-        return LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), "bilinear")[0, 0]
+    if method == "gradcam":  # for an ensemble: the mean of its members' maps
+        cams = [LayerGradCam(forward, _feature_map_layer(m)).attribute(
+                    x, target=target, attribute_to_layer_input=True, relu_attributions=True)
+                for m in models.members(model)]
+        cam = torch.stack([LayerAttribution.interpolate(c, tuple(x.shape[-2:]), "bilinear")[0, 0]
+                           for c in cams])
+        return cam.mean(0)
     if method == "integrated_gradients":
         return IntegratedGradients(forward).attribute(
             x, baselines=torch.zeros_like(x), target=target, n_steps=opts["n_steps"],
@@ -135,7 +144,7 @@ def _answer_column(values: torch.Tensor, question: int, answer: str | None) -> s
     return answer
 
 
-def explain(model: models.GalaxyModel, image, question: int, answer: str | None = None,
+def explain(model: models.GalaxyModel | models.Ensemble, image, question: int, answer: str | None = None,
             method: str = "saliency", conditional: bool = True, progress=None,
             **options) -> Attribution:
     """Attribute one answer of one galaxy to its pixels.
@@ -155,7 +164,7 @@ def explain(model: models.GalaxyModel, image, question: int, answer: str | None 
     if unknown:
         raise ValueError(f"{method} has no option(s) {', '.join(sorted(unknown))}; "
                          f"its options are {dict(METHODS[method]) or 'none'}")
-    if not isinstance(model.head, models.TreeHead):
+    if not all(isinstance(m.head, models.TreeHead) for m in models.members(model)):
         raise ValueError("explain needs a model with the decision-tree head")
     opts = {**METHODS[method], **options}
     was_training = model.training
@@ -165,7 +174,7 @@ def explain(model: models.GalaxyModel, image, question: int, answer: str | None 
         with torch.inference_mode(False), torch.enable_grad():
             image = torch.as_tensor(image)
             x = model_input(image) if image.dtype == torch.uint8 else image
-            x = x.to(model.mean.device, torch.float32).clone()[None]
+            x = x.to(next(model.buffers()).device, torch.float32).clone()[None]
             x.requires_grad_()  # the only tensor whose gradient is taken
             outputs = _outputs(model, conditional)
             with torch.no_grad():

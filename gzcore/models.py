@@ -2,7 +2,8 @@
 
 `build(name, **config)` returns a `GalaxyModel`: normalisation (kept with the model as buffers) ->
 backbone (image -> feature vector) -> head. `forward` maps images (B, C, H, W) scaled to [0, 1] to
-outputs (B, 37), which obey the tree for any input. Imports only torch/torchvision.
+outputs (B, 37), which obey the tree for any input. `build("ensemble", members=[config, ...])`
+returns an `Ensemble` that averages several such models. Imports only torch/torchvision.
 """
 from __future__ import annotations
 
@@ -209,15 +210,42 @@ class GalaxyModel(nn.Module):
         return self.head(self.embed(x))
 
 
+class Ensemble(nn.Module):
+    """Several tree models averaged, as the Kaggle winners did. The tree's constraints are linear,
+    so the mean of outputs that obey the tree obeys it too. `embed` concatenates the members'
+    feature vectors; `members` are `GalaxyModel`s (explanations average over them)."""
+
+    def __init__(self, members: list[GalaxyModel]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([m.embed(x) for m in self.members], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members]).mean(0)
+
+
+def members(model: GalaxyModel | Ensemble) -> list[GalaxyModel]:
+    """The single models inside `model`: its members for an ensemble, else itself."""
+    return list(model.members) if isinstance(model, Ensemble) else [model]
+
+
 def has_width(name: str) -> bool:
     """Whether the backbone family `name` takes a `width` option."""
     return name in BACKBONES and "width" in inspect.signature(BACKBONES[name]).parameters
 
 
 def build(name: str = "dieleman", head: str = "tree", in_channels: int = 3, n_outputs: int = 1,
-          mean=None, std=None, width: int | None = None) -> GalaxyModel:
+          mean=None, std=None, width: int | None = None,
+          members: list[dict] | None = None) -> GalaxyModel | Ensemble:
     """A model by name (see BACKBONES) with the decision-tree head or a regression head.
-    `width` (channels of the first stage) overrides the family's default where it has one."""
+    `width` (channels of the first stage) overrides the family's default where it has one.
+    name "ensemble" averages the models built from the configs in `members`."""
+    if name == "ensemble":
+        if not members:
+            raise ValueError("an ensemble needs at least one member config")
+        return Ensemble([build(**config) for config in members])
     if name not in BACKBONES:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(BACKBONES)}")
     if width is not None and not has_width(name):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import augment
+from . import augment, models
 
 
 @torch.inference_mode()
@@ -26,7 +26,8 @@ def embed(model, crops, input_size: int, batch_size: int = 256, device: torch.de
         out.append(torch.nn.functional.normalize(model.embed(x).float(), dim=1).cpu().numpy())
         if progress:
             progress(min(i + batch_size, n), n)
-    return np.concatenate(out) if out else np.zeros((0, model.backbone.out_features), np.float32)
+    width = sum(m.backbone.out_features for m in models.members(model))
+    return np.concatenate(out) if out else np.zeros((0, width), np.float32)
 
 
 def nearest(embeddings: np.ndarray, query, k: int = 8) -> tuple[np.ndarray, np.ndarray]:

@@ -28,7 +28,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup: float = 0.15          # fraction of the run spent warming up
     val_fraction: float = 0.1
-    seed: int = 0
+    seed: int = 0                 # validation split, and weights and batch order unless init_seed
+    init_seed: int | None = None  # weights and batch order alone (ensemble members share a split)
     subset: int | None = None     # train on the first N training galaxies only (quick runs)
     input_size: int = 64          # model input side; the cache keeps a margin for shifts/rotations
     augment: str = "dihedral"     # dihedral | affine, see gzcore.augment
@@ -176,8 +177,9 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
 def _fit(data_dir, cfg, out, callback, stop, resume, cache_dir, prepared) -> dict:
     started = time.time()
     setup = Setup.choose(cfg.device, cfg.precision)
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    init_seed = cfg.seed if cfg.init_seed is None else cfg.init_seed
+    torch.manual_seed(init_seed)
+    gen = torch.Generator().manual_seed(init_seed)
     prep = prepared or prepare(data_dir, cfg, cache_dir,
                                progress=lambda d, n: callback("data", {"done": d, "total": n}))
     labels = prep.galaxies.labels

@@ -155,3 +155,18 @@ def test_a_folder_without_labels_shows_the_model_alone(app, tmp_path, dashboard_
         show(at, page)
         assert not at.error, (page, texts(at.error))
     assert "has no labels" in texts(show(at, "evaluate").info)
+
+
+def test_an_ensemble_checkpoint_drives_the_model_pages(dashboard_env, monkeypatch, tmp_path):  # noqa: F811
+    from gzcore import ensemble, train
+    other = tmp_path / "other.pt"
+    train.fit(dashboard_env["GZ_DATA"], train.TrainConfig(epochs=1, batch_size=32, tta=False, init_seed=1),
+              out=other)
+    ensemble.combine([dashboard_env["GZ_CHECKPOINT"], other], tmp_path / "e.pt", dashboard_env["GZ_DATA"])
+    monkeypatch.setenv("GZ_DATA", dashboard_env["GZ_DATA"])
+    monkeypatch.setenv("GZ_CHECKPOINT", str(tmp_path / "e.pt"))
+    at = show(AppTest.from_file(str(ROOT / "app.py"), default_timeout=120), "home")
+    assert {m.label: m.value for m in at.metric}["Model"] == "ensemble of 2"
+    assert "2 models averaged" in texts(at.caption)
+    for page in ("browse", "galaxy", "explain", "evaluate"):
+        assert not show(at, page).error, texts(at.error)

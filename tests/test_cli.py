@@ -78,9 +78,28 @@ def test_synth_writes_the_kaggle_layout(tmp_path):
     assert len(g) == 5
 
 
+def test_ensemble_averages_members_and_refuses_a_leaky_one(trained, synth_dir, tmp_path):
+    out, _ = trained
+    other = tmp_path / "other.pt"
+    r = gz("train", "--data", synth_dir, "--epochs", 1, "--batch-size", 16, "--init-seed", 5,
+           "--no-tta", "--out", other)
+    assert r.returncode == 0, r.stderr
+    r = gz("ensemble", out, other, "--data", synth_dir, "--out", tmp_path / "e.pt")
+    assert r.returncode == 0, r.stderr
+    assert "ensemble of 2" in r.stdout and "other.pt" in r.stdout and (tmp_path / "e.pt").is_file()
+    r = gz("evaluate", "--data", synth_dir, "--checkpoint", tmp_path / "e.pt")
+    assert r.returncode == 0 and "model ensemble" in r.stdout, r.stderr
+    leaky = tmp_path / "leaky.pt"
+    assert gz("train", "--data", synth_dir, "--epochs", 1, "--batch-size", 16, "--seed", 5,
+              "--no-tta", "--out", leaky).returncode == 0
+    r = gz("ensemble", out, leaky, "--data", synth_dir, "--out", tmp_path / "bad.pt")
+    assert r.returncode == 2 and "leaky.pt" in r.stderr and "validation split" in r.stderr
+    assert not (tmp_path / "bad.pt").exists()
+
+
 def test_help_explains_every_command():
     text = cli.parser().format_help()
-    for cmd in ("synth", "train", "evaluate", "predict"):
+    for cmd in ("synth", "train", "ensemble", "evaluate", "predict"):
         assert cmd in text
     train_help = subprocess.run([sys.executable, "-m", "gzcore.cli", "train", "--help"],
                                 capture_output=True, text=True).stdout

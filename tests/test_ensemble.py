@@ -1,0 +1,97 @@
+"""Ensembles (gzcore.ensemble, models.Ensemble): averaging trained checkpoints without leaking the
+validation split, and everything that reads a model (predict, explain, neighbours) working on one."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from gzcore import checkpoint, data, ensemble, evaluate, explain, models, neighbours, tree, train
+from gzcore.checkpoint import CheckpointError
+
+TINY = train.TrainConfig(epochs=1, batch_size=16, input_size=32, val_fraction=0.25,
+                         preprocess=data.Preprocess(crop_px=232, size=36), tta=False)
+
+
+@pytest.fixture(scope="module")
+def members(synth_dir, tmp_path_factory):
+    """Two tiny models on the same split: different widths and init seeds, as real members."""
+    folder = tmp_path_factory.mktemp("members")
+    paths = [folder / "a.pt", folder / "b.pt"]
+    train.fit(synth_dir, TINY, out=paths[0])
+    train.fit(synth_dir, replace(TINY, width=16, init_seed=7), out=paths[1])
+    return paths
+
+
+def test_an_ensemble_obeys_the_tree_and_is_the_mean_of_its_members():
+    torch.manual_seed(0)
+    singles = [models.build("dieleman", width=8), models.build("dieleman", width=16)]
+    model = models.Ensemble(singles).eval()
+    x = torch.randn(5, 3, 32, 32) * 3
+    with torch.no_grad():
+        y = model(x)
+        expected = torch.stack([m.eval()(x) for m in singles]).mean(0)
+    torch.testing.assert_close(y, expected)
+    assert tree.check_labels(y.numpy(), tol=1e-5) == []
+    assert models.members(model) == singles and models.members(singles[0]) == [singles[0]]
+
+
+def test_init_seed_changes_weights_but_not_the_split(synth_dir):
+    a = train.fit(synth_dir, TINY)
+    b = train.fit(synth_dir, replace(TINY, init_seed=3))
+    assert not torch.equal(a["model"].head.linear.weight, b["model"].head.linear.weight)
+    assert a["val_images"] == b["val_images"]
+    prep = train.prepare(synth_dir, TINY)
+    assert np.array_equal(prep.val_idx, train.prepare(synth_dir, replace(TINY, init_seed=3)).val_idx)
+
+
+def test_combine_writes_a_checkpoint_scored_on_the_shared_split(members, synth_dir, tmp_path):
+    out = tmp_path / "ensemble.pt"
+    metrics = ensemble.combine(members, out, synth_dir)
+    model, ckpt = checkpoint.load(out)
+    assert isinstance(model, models.Ensemble) and len(model.members) == 2
+    assert ckpt["model_config"]["name"] == "ensemble" and ckpt["train_config"]["seed"] == TINY.seed
+    crops, galaxies = data.load_crops(data.open_folder(synth_dir), TINY.preprocess)
+    _, val_idx = data.split(galaxies, TINY.val_fraction, TINY.seed)
+    singles = [checkpoint.load(p)[0] for p in members]
+    preds = [evaluate.predict(m, crops, 32, index=val_idx, tta=True) for m in singles]
+    np.testing.assert_allclose(evaluate.predict(model, crops, 32, index=val_idx, tta=True),
+                               np.mean(preds, 0), atol=1e-5)
+    assert metrics["val_rmse_tta"] == pytest.approx(
+        evaluate.rmse(np.mean(preds, 0), galaxies.labels[val_idx]), abs=1e-5)
+    assert metrics["member_val_rmse_tta"] == pytest.approx(
+        [evaluate.rmse(p, galaxies.labels[val_idx]) for p in preds], abs=1e-5)
+    # an ensemble can join another ensemble: its members are taken one by one
+    again = ensemble.combine([out, members[0]], tmp_path / "three.pt", synth_dir)
+    assert len(again["members"]) == 3 and len(checkpoint.load(tmp_path / "three.pt")[0].members) == 3
+
+
+def test_members_that_would_leak_or_differ_are_refused(members, synth_dir, tmp_path):
+    other_split = tmp_path / "other_split.pt"
+    train.fit(synth_dir, replace(TINY, seed=5), out=other_split)
+    with pytest.raises(CheckpointError, match="other_split.pt.*validation split"):
+        ensemble.combine([members[0], other_split], tmp_path / "e.pt", synth_dir)
+    other_crop = tmp_path / "other_crop.pt"
+    train.fit(synth_dir, replace(TINY, preprocess=data.Preprocess(crop_px=200, size=36)), out=other_crop)
+    with pytest.raises(CheckpointError, match="other_crop.pt.*preprocess"):
+        ensemble.combine([members[0], other_crop], tmp_path / "e.pt", synth_dir)
+    with pytest.raises(ValueError, match="at least two"):
+        ensemble.combine([members[0]], tmp_path / "e.pt", synth_dir)
+    assert not (tmp_path / "e.pt").exists()
+
+
+def test_explanations_and_neighbours_work_on_an_ensemble(members, synth_dir, tmp_path):
+    ensemble.combine(members, tmp_path / "e.pt", synth_dir)
+    model, _ = checkpoint.load(tmp_path / "e.pt")
+    x = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
+    for method in ("saliency", "gradcam"):
+        a = explain.explain(model, x, 1, "Class1.2", method=method)
+        assert a.map.shape == (32, 32) and np.isfinite(a.map).all()
+    with torch.no_grad():  # the conditional answer is the mean of the members' conditionals
+        conds = [m.head.conditional(m.head.linear(m.embed(x[None]))) for m in model.members]
+    a = explain.explain(model, x, 1, "Class1.2", method="saliency")
+    assert a.target_value == pytest.approx(float(torch.stack(conds).mean(0)[0, 1]), rel=1e-5)
+    crops = (np.random.default_rng(0).random((4, 36, 36, 3)) * 255).astype(np.uint8)
+    emb = neighbours.embed(model, crops, 32)
+    width = sum(m.backbone.out_features for m in model.members)
+    assert emb.shape == (4, width) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
