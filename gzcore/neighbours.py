@@ -26,8 +26,9 @@ def embed(model, crops, input_size: int, batch_size: int = 256, device: torch.de
         out.append(torch.nn.functional.normalize(model.embed(x).float(), dim=1).cpu().numpy())
         if progress:
             progress(min(i + batch_size, n), n)
-    width = sum(m.backbone.out_features for m in models.members(model))
-    return np.concatenate(out) if out else np.zeros((0, width), np.float32)
+    if out:
+        return np.concatenate(out)
+    return np.zeros((0, sum(m.backbone.out_features for m in models.members(model))), np.float32)
 
 
 def nearest(embeddings: np.ndarray, query, k: int = 8) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,8 @@ TINY = train.TrainConfig(epochs=2, batch_size=16, input_size=32, val_fraction=0.
 def test_fit_writes_a_loadable_checkpoint_and_reports(synth_dir, tmp_path):
     events = []
     out = tmp_path / "m.pt"
-    result = train.fit(synth_dir, TINY, out=out, callback=lambda e, i: events.append(e))
+    result = train.fit(synth_dir, TINY, out=out, callback=lambda e, i: events.append(e),
+                       cache_dir=tmp_path / "cache")  # a cold cache: decoding reports progress
     assert np.isfinite(result["val_rmse"]) and result["epochs"] == 2
     assert {"data", "step", "epoch", "done"} <= set(events)
     model, ckpt = checkpoint.load(out)
