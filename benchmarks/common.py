@@ -176,7 +176,7 @@ class Context:
                                model_config={"name": DEFAULT.model, "head": "tree", "in_channels": 3},
                                preprocess=DEFAULT.preprocess, input_size=DEFAULT.input_size)
 
-    @property
+    @cached_property
     def model_note(self) -> str:
         if self.checkpoint != checkpoint.DEFAULT:
             return "untrained default model"

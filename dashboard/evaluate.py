@@ -4,13 +4,13 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, state
-from gzcore import catalog, evaluate, tree
+from gzcore import catalog, checkpoint, evaluate, tree
 
 
 st.title("Evaluate")
 ctx = state.context()
 state.labelled(ctx)
-held = catalog.split(ctx.galaxies, ctx.ckpt)[1]
+held = checkpoint.split(ctx.galaxies, ctx.ckpt)[1]
 if len(held) < 2:
     st.info("The checkpoint's validation split holds fewer than 2 of these galaxies: nothing to score.")
     st.stop()

@@ -130,7 +130,7 @@ def embeddings_for(ctx: "Context") -> np.ndarray:
 def held_out_rows(folder: Path, ckpt_path: Path) -> np.ndarray:
     """Rows of the folder's catalogue in the checkpoint's held-out split."""
     ckpt = model_for(ckpt_path)[1]
-    return catalog.split(crops_for(folder, ckpt["preprocess"])[1], ckpt)[1]
+    return checkpoint.split(crops_for(folder, ckpt["preprocess"])[1], ckpt)[1]
 
 
 @dataclass
@@ -217,7 +217,7 @@ def open_galaxy(galaxy_id, page: str = "dashboard/galaxy.py") -> None:
 
 def baselines(ctx: Context) -> dict[str, float]:
     """evaluate.baselines fitted on the checkpoint's training split, scored on its held-out one."""
-    train_rows, held = catalog.split(ctx.galaxies, ctx.ckpt)
+    train_rows, held = checkpoint.split(ctx.galaxies, ctx.ckpt)
     key = ("baselines", str(ctx.data_dir), _folder_key(ctx.data_dir), catalog.file_key(ctx.ckpt_path))
     return memo(key, lambda progress: evaluate.baselines(ctx.crops, ctx.galaxies.labels, train_rows, held))
 

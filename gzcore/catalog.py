@@ -150,13 +150,6 @@ def embeddings(galaxies: data.GalaxySet, crops, model, ckpt: dict, ckpt_path, ca
     return emb
 
 
-def split(galaxies: data.GalaxySet, ckpt: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(train rows, held-out rows) by the split the checkpoint was trained with (seed and fraction
-    from its train_config): held-out galaxies were never trained on, whichever folder it saw."""
-    cfg = ckpt.get("train_config") or {}
-    return data.split(galaxies, cfg.get("val_fraction", 0.1), cfg.get("seed", 0))
-
-
 def export(table: pd.DataFrame) -> pd.DataFrame:
     """The predictions table without the derived columns (what evaluate.predictions_table wrote)."""
     crowd = [col(c, "crowd") for c in tree.COLUMNS] + ["rmse"] if has_crowd(table) else []

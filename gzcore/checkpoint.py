@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, models, tree
+from . import __version__, data, models, tree
 from .data import Preprocess
 
 FORMAT = "gzcore-checkpoint"
@@ -86,3 +86,15 @@ def load(path=None, expect_model: str | None = None) -> tuple[models.GalaxyModel
 
 def preprocess_of(ckpt: dict) -> Preprocess:
     return Preprocess(**ckpt["preprocess"])
+
+
+def split_of(ckpt: dict) -> tuple[float, int]:
+    """(val_fraction, seed) of the validation split the checkpoint was trained with."""
+    cfg = ckpt.get("train_config") or {}
+    return cfg.get("val_fraction", 0.1), cfg.get("seed", 0)
+
+
+def split(galaxies: data.GalaxySet, ckpt: dict):
+    """(train rows, held-out rows) by the split the checkpoint was trained with: held-out galaxies
+    were never trained on, whichever folder it saw (the split hashes each GalaxyID)."""
+    return data.split(galaxies, *split_of(ckpt))

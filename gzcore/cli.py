@@ -21,13 +21,14 @@ from . import augment, checkpoint, data, evaluate, models, tree
 
 
 class _Bar:
-    """A tqdm bar driven by (done, total) progress callbacks."""
+    """A tqdm bar driven by (done, total) progress callbacks; a new pass (done falling back)
+    starts a new bar."""
 
     def __init__(self, desc: str, unit: str = "img"):
         self.desc, self.unit, self.bar = desc, unit, None
 
     def __call__(self, done, total):
-        if self.bar is None:
+        if self.bar is None or done < self.bar.n:
             self.bar = tqdm(total=total, desc=self.desc, unit=self.unit, leave=False,
                             dynamic_ncols=True, file=sys.stderr)
         self.bar.update(done - self.bar.n)
@@ -123,8 +124,7 @@ def cmd_evaluate(args):
     galaxies = data.open_folder(args.data, labels=True, skip_bad=args.skip_bad)
     crops, galaxies = data.load_crops(galaxies, pp, skip_bad=args.skip_bad,
                                       progress=_Bar("decoding crops (once; cached)"))
-    cfg = ckpt.get("train_config") or {}
-    train_idx, val_idx = data.split(galaxies, cfg.get("val_fraction", 0.1), cfg.get("seed", 0))
+    train_idx, val_idx = checkpoint.split(galaxies, ckpt)
     if args.all:
         val_idx = np.arange(len(galaxies))
     pred = evaluate.predict(model, crops, ckpt["input_size"], index=val_idx, tta=not args.no_tta,

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import checkpoint, data, evaluate, models
+import numpy as np
 
-SPLIT_KEYS = ("val_fraction", "seed")  # the train_config entries that fix the validation split
+from . import checkpoint, data, evaluate, models
 
 
 def _members(path, ckpt: dict) -> list[tuple[str, dict, dict, dict]]:
@@ -22,9 +22,12 @@ def _members(path, ckpt: dict) -> list[tuple[str, dict, dict, dict]]:
     if cfg.get("name") != "ensemble":
         return [(path.name, cfg, ckpt["model"], ckpt.get("train_config") or {})]
     train_configs = (ckpt.get("train_config") or {}).get("members") or [{}] * len(cfg["members"])
-    return [(f"{path.name}[{i}]", member_cfg,
-             {k.split(".", 2)[2]: v for k, v in ckpt["model"].items() if k.startswith(f"members.{i}.")},
-             train_config) for i, (member_cfg, train_config) in enumerate(zip(cfg["members"], train_configs))]
+    found = []
+    for i, (member_cfg, train_config) in enumerate(zip(cfg["members"], train_configs)):
+        prefix = f"members.{i}."
+        weights = {k[len(prefix):]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
+        found.append((f"{path.name}[{i}]", member_cfg, weights, train_config))
+    return found
 
 
 def _check_compatible(paths, ckpts: list[dict]) -> None:
@@ -35,12 +38,11 @@ def _check_compatible(paths, ckpts: list[dict]) -> None:
                 raise checkpoint.CheckpointError(
                     f"{path}: its {key} ({ckpt.get(key)}) differs from {ref}'s ({first.get(key)}); "
                     f"ensemble members must read the same crops")
-        split, ref_split = ([{k: (c.get("train_config") or {}).get(k) for k in SPLIT_KEYS}
-                             for c in (ckpt, first)])
-        if split != ref_split:
+        if checkpoint.split_of(ckpt) != checkpoint.split_of(first):
             raise checkpoint.CheckpointError(
-                f"{path}: trained with validation split {split}, {ref} with {ref_split}; one member "
-                f"would have trained on galaxies the other holds out")
+                f"{path}: trained with validation split (fraction, seed) {checkpoint.split_of(ckpt)}, "
+                f"{ref} with {checkpoint.split_of(first)}; one member would have trained on galaxies "
+                f"the other holds out")
 
 
 def combine(paths, out, data_dir, progress=None) -> dict:
@@ -58,22 +60,22 @@ def combine(paths, out, data_dir, progress=None) -> dict:
     model.load_state_dict({f"members.{i}.{k}": v for i, (_, _, weights, _) in enumerate(parts)
                            for k, v in weights.items()})
     model.eval()
-    first = ckpts[0]
-    split = {k: (first.get("train_config") or {}).get(k) for k in SPLIT_KEYS}
+    first, size = ckpts[0], ckpts[0]["input_size"]
     pp = checkpoint.preprocess_of(first)
     crops, galaxies = data.load_crops(data.open_folder(data_dir, labels=True), pp)
-    _, val_idx = data.split(galaxies, split["val_fraction"] or 0.1, split["seed"] or 0)
+    _, val_idx = checkpoint.split(galaxies, first)
     truth = galaxies.labels[val_idx]
+    # the ensemble's prediction is the mean of its members': each member runs once per view set
+    preds = {tta: [evaluate.predict(m, crops, size, index=val_idx, tta=tta, progress=progress)
+                   for m in model.members] for tta in (False, True)}
+    fraction, seed = checkpoint.split_of(first)
     metrics = {"members": [source for source, _, _, _ in parts], "val_images": len(val_idx),
-               "train_images": (first.get("metrics") or {}).get("train_images")}
-    for key, tta in (("val_rmse", False), ("val_rmse_tta", True)):
-        pred = evaluate.predict(model, crops, first["input_size"], index=val_idx, tta=tta,
-                                progress=progress)
-        metrics[key] = evaluate.rmse(pred, truth)
-    metrics["member_val_rmse_tta"] = [
-        evaluate.rmse(evaluate.predict(m, crops, first["input_size"], index=val_idx, tta=True), truth)
-        for m in model.members]
-    checkpoint.save(out, model, model_config=config, preprocess=pp, input_size=first["input_size"],
-                    metrics=metrics, train_config={**split, "members": [t for _, _, _, t in parts]},
+               "train_images": (first.get("metrics") or {}).get("train_images"),
+               "val_rmse": evaluate.rmse(np.mean(preds[False], axis=0), truth),
+               "val_rmse_tta": evaluate.rmse(np.mean(preds[True], axis=0), truth),
+               "member_val_rmse_tta": [evaluate.rmse(p, truth) for p in preds[True]]}
+    checkpoint.save(out, model, model_config=config, preprocess=pp, input_size=size, metrics=metrics,
+                    train_config={"val_fraction": fraction, "seed": seed,
+                                  "members": [t for _, _, _, t in parts]},
                     data_fingerprint=data.fingerprint(galaxies, pp))
     return metrics
