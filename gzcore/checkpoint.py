@@ -23,12 +23,16 @@ class CheckpointError(ValueError):
 def save(path, model: models.GalaxyModel, *, model_config: dict, preprocess: Preprocess,
          input_size: int, metrics: dict | None = None, history: list | None = None,
          train_config: dict | None = None, optimizer=None, progress: float | None = None,
-         data_fingerprint: str | None = None, weights_only_model: bool = False) -> Path:
+         data_fingerprint: str | None = None, weights_only_model: bool = False,
+         half: bool = False) -> Path:
     """Write atomically (temp file + rename): an interrupted save never destroys the last good one.
-    `weights_only_model=True` drops optimizer state (for shipped, small checkpoints)."""
+    `weights_only_model=True` drops optimizer state (for shipped, small checkpoints); `half=True`
+    stores the weights as float16 (half the size; `load` restores float32)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if half:
+        state = half_weights(state)
     ckpt = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "gzcore_version": __version__,
         "answers": list(tree.COLUMNS), "model_config": dict(model_config),
@@ -43,6 +47,13 @@ def save(path, model: models.GalaxyModel, *, model_config: dict, preprocess: Pre
     torch.save(ckpt, tmp)
     os.replace(tmp, path)
     return path
+
+
+def half_weights(state: dict) -> dict:
+    """The state dict with float tensors rounded to float16, except those float16 cannot hold."""
+    def fits(v):
+        return v.is_floating_point() and bool((v.abs() <= torch.finfo(torch.float16).max).all())
+    return {k: v.half() if fits(v) else v for k, v in state.items()}
 
 
 def read(path) -> dict:

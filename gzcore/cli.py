@@ -102,7 +102,8 @@ def cmd_train(args):
 def cmd_ensemble(args):
     from . import ensemble
     try:
-        m = ensemble.combine(args.checkpoints, args.out, args.data, progress=_Bar("predicting"))
+        m = ensemble.combine(args.checkpoints, args.out, args.data, progress=_Bar("predicting"),
+                             half=args.half)
     except (checkpoint.CheckpointError, data.DataError):
         raise  # reported by main, naming the file
     except ValueError as e:
@@ -225,6 +226,8 @@ def parser() -> argparse.ArgumentParser:
                     help="two or more checkpoints trained on --data with the same split")
     en.add_argument("--data", required=True, type=Path, help="the Kaggle-layout folder they trained on")
     en.add_argument("--out", required=True, type=Path, help="ensemble checkpoint to write (.pt)")
+    en.add_argument("--half", action="store_true", help="store float16 weights: half the file "
+                    "size; the scores shown are the stored weights'")
     en.set_defaults(func=cmd_ensemble)
 
     e = sub.add_parser("evaluate", help="RMSE overall and per question, beside the baselines")

@@ -45,9 +45,10 @@ def _check_compatible(paths, ckpts: list[dict]) -> None:
                 f"the other holds out")
 
 
-def combine(paths, out, data_dir, progress=None) -> dict:
+def combine(paths, out, data_dir, progress=None, half: bool = False) -> dict:
     """Average the models in `paths` (checkpoints, ensembles included) into one checkpoint at
     `out`, scored with and without 8-view TTA on the shared validation split of `data_dir`.
+    `half=True` stores float16 weights, and the scores are those of the stored weights.
     Returns the metrics written."""
     paths = [Path(p) for p in paths]
     if len(paths) < 2:
@@ -57,8 +58,9 @@ def combine(paths, out, data_dir, progress=None) -> dict:
     parts = [m for p, c in zip(paths, ckpts) for m in _members(p, c)]
     config = {"name": "ensemble", "head": "tree", "members": [cfg for _, cfg, _, _ in parts]}
     model = models.build(**config)
-    model.load_state_dict({f"members.{i}.{k}": v for i, (_, _, weights, _) in enumerate(parts)
-                           for k, v in weights.items()})
+    state = {f"members.{i}.{k}": v for i, (_, _, weights, _) in enumerate(parts)
+             for k, v in weights.items()}
+    model.load_state_dict(checkpoint.half_weights(state) if half else state)
     model.eval()
     first, size = ckpts[0], ckpts[0]["input_size"]
     pp = checkpoint.preprocess_of(first)
@@ -77,5 +79,5 @@ def combine(paths, out, data_dir, progress=None) -> dict:
     checkpoint.save(out, model, model_config=config, preprocess=pp, input_size=size, metrics=metrics,
                     train_config={"val_fraction": fraction, "seed": seed,
                                   "members": [t for _, _, _, t in parts]},
-                    data_fingerprint=data.fingerprint(galaxies, pp))
+                    data_fingerprint=data.fingerprint(galaxies, pp), half=half)
     return metrics

@@ -66,6 +66,23 @@ def test_combine_writes_a_checkpoint_scored_on_the_shared_split(members, synth_d
     assert len(again["members"]) == 3 and len(checkpoint.load(tmp_path / "three.pt")[0].members) == 3
 
 
+def test_half_stores_float16_weights_and_scores_what_it_stored(members, synth_dir, tmp_path):
+    full, half = tmp_path / "full.pt", tmp_path / "half.pt"
+    ensemble.combine(members, full, synth_dir)
+    metrics = ensemble.combine(members, half, synth_dir, half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    stored = checkpoint.read(half)["model"]
+    assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}
+    model, _ = checkpoint.load(half)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    crops, galaxies = data.load_crops(data.open_folder(synth_dir), TINY.preprocess)
+    _, val_idx = data.split(galaxies, TINY.val_fraction, TINY.seed)
+    pred = evaluate.predict(model, crops, 32, index=val_idx, tta=True)
+    assert metrics["val_rmse_tta"] == pytest.approx(evaluate.rmse(pred, galaxies.labels[val_idx]),
+                                                    abs=1e-6)
+    assert tree.check_labels(pred, tol=1e-5) == []
+
+
 def test_members_that_would_leak_or_differ_are_refused(members, synth_dir, tmp_path):
     other_split = tmp_path / "other_split.pt"
     train.fit(synth_dir, replace(TINY, seed=5), out=other_split)
