@@ -87,7 +87,8 @@ def test_ensemble_averages_members_and_refuses_a_leaky_one(trained, synth_dir, t
     assert r.returncode == 0, r.stderr
     r = gz("ensemble", out, other, "--data", synth_dir, "--out", tmp_path / "e.pt", "--half")
     assert r.returncode == 0, r.stderr
-    assert checkpoint.read(tmp_path / "e.pt")["model"]["members.0.head.linear.weight"].dtype == torch.float16
+    stored = checkpoint.read(tmp_path / "e.pt")["model"]
+    assert stored["members.0.head.linear.weight"].dtype == torch.float16
     assert "ensemble of 2" in r.stdout and "other.pt" in r.stdout and (tmp_path / "e.pt").is_file()
     r = gz("evaluate", "--data", synth_dir, "--checkpoint", tmp_path / "e.pt")
     assert r.returncode == 0 and "model ensemble" in r.stdout, r.stderr

@@ -23,6 +23,13 @@ def members(synth_dir, tmp_path_factory):
     return paths
 
 
+def _validation(synth_dir):
+    """(crops, held-out rows, their labels) of the members' shared split."""
+    crops, galaxies = data.load_crops(data.open_folder(synth_dir), TINY.preprocess)
+    _, val_idx = data.split(galaxies, TINY.val_fraction, TINY.seed)
+    return crops, val_idx, galaxies.labels[val_idx]
+
+
 def test_an_ensemble_obeys_the_tree_and_is_the_mean_of_its_members():
     torch.manual_seed(0)
     singles = [models.build("dieleman", width=8), models.build("dieleman", width=16)]
@@ -51,16 +58,15 @@ def test_combine_writes_a_checkpoint_scored_on_the_shared_split(members, synth_d
     model, ckpt = checkpoint.load(out)
     assert isinstance(model, models.Ensemble) and len(model.members) == 2
     assert ckpt["model_config"]["name"] == "ensemble" and ckpt["train_config"]["seed"] == TINY.seed
-    crops, galaxies = data.load_crops(data.open_folder(synth_dir), TINY.preprocess)
-    _, val_idx = data.split(galaxies, TINY.val_fraction, TINY.seed)
+    crops, val_idx, truth = _validation(synth_dir)
     singles = [checkpoint.load(p)[0] for p in members]
     preds = [evaluate.predict(m, crops, 32, index=val_idx, tta=True) for m in singles]
     np.testing.assert_allclose(evaluate.predict(model, crops, 32, index=val_idx, tta=True),
                                np.mean(preds, 0), atol=1e-5)
     assert metrics["val_rmse_tta"] == pytest.approx(
-        evaluate.rmse(np.mean(preds, 0), galaxies.labels[val_idx]), abs=1e-5)
+        evaluate.rmse(np.mean(preds, 0), truth), abs=1e-5)
     assert metrics["member_val_rmse_tta"] == pytest.approx(
-        [evaluate.rmse(p, galaxies.labels[val_idx]) for p in preds], abs=1e-5)
+        [evaluate.rmse(p, truth) for p in preds], abs=1e-5)
     # an ensemble can join another ensemble: its members are taken one by one
     again = ensemble.combine([out, members[0]], tmp_path / "three.pt", synth_dir)
     assert len(again["members"]) == 3 and len(checkpoint.load(tmp_path / "three.pt")[0].members) == 3
@@ -75,11 +81,9 @@ def test_half_stores_float16_weights_and_scores_what_it_stored(members, synth_di
     assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}
     model, _ = checkpoint.load(half)
     assert all(p.dtype == torch.float32 for p in model.parameters())
-    crops, galaxies = data.load_crops(data.open_folder(synth_dir), TINY.preprocess)
-    _, val_idx = data.split(galaxies, TINY.val_fraction, TINY.seed)
+    crops, val_idx, truth = _validation(synth_dir)
     pred = evaluate.predict(model, crops, 32, index=val_idx, tta=True)
-    assert metrics["val_rmse_tta"] == pytest.approx(evaluate.rmse(pred, galaxies.labels[val_idx]),
-                                                    abs=1e-6)
+    assert metrics["val_rmse_tta"] == pytest.approx(evaluate.rmse(pred, truth), abs=1e-6)
     assert tree.check_labels(pred, tol=1e-5) == []
 
 
