@@ -31,9 +31,11 @@ class TrainConfig:
     seed: int = 0                 # validation split, and weights and batch order unless init_seed
     init_seed: int | None = None  # weights and batch order alone (ensemble members share a split)
     subset: int | None = None     # train on the first N training galaxies only (quick runs)
-    input_size: int = 64          # model input side; the cache keeps a margin for shifts/rotations
+    input_size: int = 56          # model input side; the cache keeps a margin for shifts/rotations
     augment: str = "dihedral"     # dihedral | affine, see gzcore.augment
-    preprocess: data.Preprocess = data.Preprocess(crop_px=232, size=72)
+    # the 232 px field at 63 px: 1.3x the epochs of 72 px in the same minutes, and better within
+    # 10 (docs/BENCHMARKS.md, notes); long runs and the shipped members use size=72, input_size=64
+    preprocess: data.Preprocess = data.Preprocess(crop_px=232, size=63)
     precision: str = "auto"       # auto | fp32 | bf16 | fp16
     device: str = "auto"          # auto | cpu | cuda
     patience: int | None = None   # early stopping: epochs without improvement

@@ -85,6 +85,12 @@ def test_ensemble_averages_members_and_refuses_a_leaky_one(trained, synth_dir, t
     r = gz("train", "--data", synth_dir, "--epochs", 1, "--batch-size", 16, "--init-seed", 5,
            "--no-tta", "--out", other)
     assert r.returncode == 0, r.stderr
+    bigger = tmp_path / "bigger.pt"
+    assert gz("train", "--data", synth_dir, "--epochs", 1, "--batch-size", 16, "--input-size", 64,
+              "--no-tta", "--out", bigger).returncode == 0
+    assert (checkpoint.read(bigger)["input_size"], checkpoint.read(bigger)["preprocess"]["size"]) == (64, 72)
+    r = gz("ensemble", out, bigger, "--data", synth_dir, "--out", tmp_path / "mixed.pt")
+    assert r.returncode == 2 and "bigger.pt" in r.stderr and "same crops" in r.stderr
     r = gz("ensemble", out, other, "--data", synth_dir, "--out", tmp_path / "e.pt", "--half")
     assert r.returncode == 0, r.stderr
     stored = checkpoint.read(tmp_path / "e.pt")["model"]
