@@ -33,8 +33,8 @@ class TrainConfig:
     subset: int | None = None     # train on the first N training galaxies only (quick runs)
     input_size: int = 56          # model input side; the cache keeps a margin for shifts/rotations
     augment: str = "dihedral"     # dihedral | affine, see gzcore.augment
-    # the 232 px field at 63 px: 1.3x the epochs of 72 px in the same minutes, and better within
-    # 10 (docs/BENCHMARKS.md, notes); long runs and the shipped members use size=72, input_size=64
+    # the 232 px field at 63 px: 1.2-1.3x the epochs of 72 px in the same minutes, and slightly
+    # better in 10 (docs/BENCHMARKS.md, notes); long runs and the shipped members use 72 px / 64
     preprocess: data.Preprocess = data.Preprocess(crop_px=232, size=63)
     precision: str = "auto"       # auto | fp32 | bf16 | fp16
     device: str = "auto"          # auto | cpu | cuda
