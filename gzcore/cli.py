@@ -64,9 +64,8 @@ def cmd_train(args):
         sys.exit(f"gz train: error: {e}")
     if args.crop != "centre" or args.grayscale:
         cfg = replace(cfg, preprocess=replace(cfg.preprocess, crop=args.crop, grayscale=args.grayscale))
-    if args.input_size:  # the cached crop keeps a 1/8 margin for the random crops of augmentation
-        cfg = replace(cfg, input_size=args.input_size,
-                      preprocess=replace(cfg.preprocess, size=args.input_size * 9 // 8))
+    if args.input_size:
+        cfg = train.with_input_size(cfg, args.input_size)
     bars: dict = {}
 
     def callback(event, info):

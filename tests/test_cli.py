@@ -88,7 +88,8 @@ def test_ensemble_averages_members_and_refuses_a_leaky_one(trained, synth_dir, t
     bigger = tmp_path / "bigger.pt"
     assert gz("train", "--data", synth_dir, "--epochs", 1, "--batch-size", 16, "--input-size", 64,
               "--no-tta", "--out", bigger).returncode == 0
-    assert (checkpoint.read(bigger)["input_size"], checkpoint.read(bigger)["preprocess"]["size"]) == (64, 72)
+    bigger_ckpt = checkpoint.read(bigger)
+    assert (bigger_ckpt["input_size"], bigger_ckpt["preprocess"]["size"]) == (64, 72)
     r = gz("ensemble", out, bigger, "--data", synth_dir, "--out", tmp_path / "mixed.pt")
     assert r.returncode == 2 and "bigger.pt" in r.stderr and "same crops" in r.stderr
     r = gz("ensemble", out, other, "--data", synth_dir, "--out", tmp_path / "e.pt", "--half")
