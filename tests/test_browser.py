@@ -58,7 +58,8 @@ def test_play_a_round(page, url):
     goto(page, f"{url}/play", "Question 1")
     verdict = page.get_by_text("with the crowd").or_(page.get_by_text("The crowd's top answer"))
     for n in range(2, 12):  # the longest walk through the tree is 9 questions
-        page.locator('[class*="st-key-play_"] button').first.click()  # answer buttons: keys play_<q>_<k>
+        # answer buttons have keys play_<q>_<k>; a stale button left from the last run would ignore the click
+        page.locator('[class*="st-key-play_"][data-stale="false"] button').first.click()
         page.get_by_text(f"Question {n}", exact=True).or_(verdict).first.wait_for()
         settle(page)
         if verdict.count():
