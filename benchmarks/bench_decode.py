@@ -14,10 +14,11 @@ from .common import DEFAULT, Context, Row, compare, interleave
 
 TITLE = "Decode + crop"
 ABOUT = """\
-Ours: `gzcore.data.load_crops` building the decoded-crop cache of the default preprocessing
-(232 px centre crop -> 72 px; JPEGs decoded by libjpeg-turbo at 3/8 scale through simplejpeg; a
-process pool) into a fresh cache folder
-each repeat. Blog: a DataLoader (batch 64) over a Dataset that opens each JPEG with PIL and applies
+Ours: `gzcore.data.load_crops` building the decoded-crop cache of `gz train`'s default
+preprocessing (a box around the central galaxy, at least 160 of the 424 px -> 63 px; JPEGs decoded
+by libjpeg-turbo through simplejpeg at the smallest DCT scale that keeps the box's pixels, here 1/2;
+a process pool) into a fresh cache folder each repeat.
+Blog: a DataLoader (batch 64) over a Dataset that opens each JPEG with PIL and applies
 CenterCrop(207), Resize(69), ToTensor. Same images, file contents already in the page cache, workers
 = processes doing the decoding. Ours is paid once per data set; the blog's every epoch (last row)."""
 

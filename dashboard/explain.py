@@ -14,8 +14,8 @@ ctx = state.context()
 row = state.galaxy_row(ctx)
 gid = int(ctx.table.GalaxyID.iat[row])
 st.title(f"Why? Galaxy {gid}")
-st.caption("Attribution maps over the pixels the model sees (its central crop). Bright or red: pixels that "
-           "raise the answer; blue (signed methods): pixels that lower it. Maps are scaled per image.")
+st.caption("Attribution maps over the pixels the model sees (its crop of the image). Bright or red: pixels "
+           "that raise the answer; blue (signed methods): pixels that lower it. Maps are scaled per image.")
 
 top = st.columns([3, 2, 2, 2], vertical_alignment="bottom")
 question = top[0].selectbox("Question", [q.number for q in tree.QUESTIONS], key="explain_q",

@@ -62,8 +62,9 @@ def cmd_train(args):
                                 tta=not args.no_tta, augment=args.augment)
     except ValueError as e:  # options that do not go together
         sys.exit(f"gz train: error: {e}")
-    if args.crop != "centre" or args.grayscale:
-        cfg = replace(cfg, preprocess=replace(cfg.preprocess, crop=args.crop, grayscale=args.grayscale))
+    cfg = train.with_crop(cfg, args.crop)
+    if args.grayscale:
+        cfg = replace(cfg, preprocess=replace(cfg.preprocess, grayscale=True))
     if args.input_size:
         cfg = train.with_input_size(cfg, args.input_size)
     bars: dict = {}
@@ -209,11 +210,13 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0, help="validation split, weights and batch order")
     t.add_argument("--init-seed", type=int, help="weights and batch order only: train ensemble "
                    "members on the same split (see gz ensemble)")
-    t.add_argument("--crop", default="centre", choices=["centre", "roi"],
-                   help="centre crop, or a crop around the central bright source")
+    t.add_argument("--crop", default="roi", choices=["roi", "centre"],
+                   help="roi (default): a square around the central galaxy, padded 1.25x and at least "
+                   "160 of the 424 px, so small galaxies fill more of the input; centre: the "
+                   "central 232 px")
     t.add_argument("--grayscale", action="store_true", help="train on luminance only")
-    t.add_argument("--input-size", type=int, help="model input in pixels, over the same 232 px "
-                   "field (default 56: fast on CPU; 64 for long runs)")
+    t.add_argument("--input-size", type=int, help="model input in pixels, over the same field "
+                   "(default 56: fast on CPU; 64 for long runs)")
     t.add_argument("--augment", default="dihedral", choices=list(augment.POLICIES),
                    help="dihedral (default): random crop in one of the 8 flips/rotations, exact "
                    "pixels; affine: any-angle rotation, flips, shifts and zoom (bilinear)")

@@ -166,6 +166,7 @@ def _central_source(mask: np.ndarray, c: int) -> np.ndarray:
     """The connected part of `mask` that touches the central 7x7 pixels (binary propagation)."""
     region = np.zeros_like(mask)
     region[c - 3:c + 4, c - 3:c + 4] = mask[c - 3:c + 4, c - 3:c + 4]
+    size = np.count_nonzero(region)
     while True:
         grown = region.copy()
         grown[1:] |= region[:-1]
@@ -173,19 +174,29 @@ def _central_source(mask: np.ndarray, c: int) -> np.ndarray:
         grown[:, 1:] |= region[:, :-1]
         grown[:, :-1] |= region[:, 1:]
         grown &= mask
-        if (grown == region).all():
+        grown_size = np.count_nonzero(grown)  # the region only grows: same size, same region
+        if grown_size == size:
             return region
-        region = grown
+        region, size = grown, grown_size
+
+
+def _median(values: np.ndarray, counts: np.ndarray) -> np.float32:
+    """np.median of a sample given as ascending values and their counts (a histogram)."""
+    cum = np.cumsum(counts)
+    middle = values[np.searchsorted(cum, [(cum[-1] - 1) // 2, cum[-1] // 2], side="right")]
+    return np.float32(middle.mean())
 
 
 def _roi_box(pixels: np.ndarray, min_side: float, pad: float) -> tuple[float, float]:
     """(low, high) edge of the centred square holding the bright source at the centre (pixels >
     sky + 4σ after a 106 px resample), enlarged by `pad`, never smaller than `min_side`."""
     side = pixels.shape[0]
-    small = np.asarray(Image.fromarray(pixels).convert("L").resize((106, 106), Image.BILINEAR),
-                       dtype=np.float32)
-    sky = np.median(small)
-    sigma = 1.4826 * np.median(np.abs(small - sky)) + 1.0
+    small = np.asarray(Image.fromarray(pixels).convert("L").resize((106, 106), Image.BILINEAR))
+    counts, levels = np.bincount(small.ravel(), minlength=256), np.arange(256, dtype=np.float32)
+    sky = _median(levels, counts)  # the medians from the histogram: a third of the time of sorting
+    deviation = np.abs(levels - sky)
+    order = np.argsort(deviation, kind="stable")
+    sigma = 1.4826 * _median(deviation[order], counts[order]) + 1.0
     c = 53
     region = _central_source(small > sky + 4 * sigma, c)
     half = min_side / 2

@@ -33,9 +33,10 @@ class TrainConfig:
     subset: int | None = None     # train on the first N training galaxies only (quick runs)
     input_size: int = 56          # model input side; the cache keeps a margin for shifts/rotations
     augment: str = "dihedral"     # dihedral | affine, see gzcore.augment
-    # the 232 px field at 63 px: 1.2-1.3x the epochs of 72 px in the same minutes, and slightly
-    # better in 10 (docs/BENCHMARKS.md, notes); long runs and the shipped members use 72 px / 64
-    preprocess: data.Preprocess = data.Preprocess(crop_px=232, size=63)
+    # a box around the galaxy, at least 160 of the 424 px, stored at 63 px: small galaxies fill
+    # more of the input (0.0015 better in 10 minutes than the central 232 px; docs/BENCHMARKS.md,
+    # notes); 56 px input from 63 px crops gives 1.2-1.3x the epochs of 64 from 72
+    preprocess: data.Preprocess = data.Preprocess(crop="roi", crop_px=160, size=63)
     precision: str = "auto"       # auto | fp32 | bf16 | fp16
     device: str = "auto"          # auto | cpu | cuda
     patience: int | None = None   # early stopping: epochs without improvement
@@ -293,6 +294,14 @@ def with_input_size(cfg: TrainConfig, input_size: int) -> TrainConfig:
     """`cfg` at another model input over the same field; the cached crop keeps a 1/8 margin for the
     random crops of augmentation (56 px from 63, 64 from 72)."""
     return replace(cfg, input_size=input_size, preprocess=replace(cfg.preprocess, size=input_size * 9 // 8))
+
+
+CROP_FIELDS = {"roi": 160, "centre": 232}  # gz train --crop: the smallest box, or the central square
+
+
+def with_crop(cfg: TrainConfig, crop: str) -> TrainConfig:
+    """`cfg` with another crop mode (see data.Preprocess) over that mode's field in CROP_FIELDS."""
+    return replace(cfg, preprocess=replace(cfg.preprocess, crop=crop, crop_px=CROP_FIELDS[crop]))
 
 
 def config_from_dict(d: dict) -> TrainConfig:

@@ -87,9 +87,10 @@ def test_ensemble_averages_members_and_refuses_a_leaky_one(trained, synth_dir, t
     assert r.returncode == 0, r.stderr
     bigger = tmp_path / "bigger.pt"
     assert gz("train", "--data", synth_dir, "--epochs", 1, "--batch-size", 16, "--input-size", 64,
-              "--no-tta", "--out", bigger).returncode == 0
-    bigger_ckpt = checkpoint.read(bigger)
-    assert (bigger_ckpt["input_size"], bigger_ckpt["preprocess"]["size"]) == (64, 72)
+              "--crop", "centre", "--no-tta", "--out", bigger).returncode == 0
+    crops = {ckpt["input_size"]: (ckpt["preprocess"]["crop"], ckpt["preprocess"]["crop_px"],
+                                  ckpt["preprocess"]["size"]) for ckpt in map(checkpoint.read, (out, bigger))}
+    assert crops == {56: ("roi", 160, 63), 64: ("centre", 232, 72)}
     r = gz("ensemble", out, bigger, "--data", synth_dir, "--out", tmp_path / "mixed.pt")
     assert r.returncode == 2 and "bigger.pt" in r.stderr and "same crops" in r.stderr
     r = gz("ensemble", out, other, "--data", synth_dir, "--out", tmp_path / "e.pt", "--half")
