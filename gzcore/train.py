@@ -34,7 +34,7 @@ class TrainConfig:
     input_size: int = 56          # model input side; the cache keeps a margin for shifts/rotations
     augment: str = "dihedral"     # dihedral | affine, see gzcore.augment
     # a box around the galaxy, at least 160 of the 424 px, stored at 63 px: small galaxies fill
-    # more of the input (0.0015 better in 10 minutes than the central 232 px; docs/BENCHMARKS.md,
+    # more of the input (0.001-0.002 better in 10 minutes than the central 232 px; docs/BENCHMARKS.md,
     # notes); 56 px input from 63 px crops gives 1.2-1.3x the epochs of 64 from 72
     preprocess: data.Preprocess = data.Preprocess(crop="roi", crop_px=160, size=63)
     precision: str = "auto"       # auto | fp32 | bf16 | fp16

@@ -47,6 +47,19 @@ def test_crops_are_cached_and_invalidated(synth_dir, tmp_path):
     assert len(list(tmp_path.glob("*.npy"))) == 2  # other parameters, other cache
 
 
+def test_roi_crop_fits_the_galaxy(tmp_path):
+    """gz train's box: a small galaxy is magnified to the 160 px minimum, a large one kept whole."""
+    yy, xx = np.mgrid[:424, :424] - 211.5
+    sky = np.random.default_rng(0).normal(20, 3, (424, 424))
+    box = data.Preprocess(crop="roi", crop_px=160, size=64)
+    for radius, box_side in ((20, 160), (120, 2 * 124 * 1.25)):  # the mask is found at 1/4 scale
+        path = tmp_path / f"{radius}.png"
+        disk = np.clip(sky + 200 * (np.hypot(xx, yy) < radius), 0, 255).astype(np.uint8)
+        Image.fromarray(disk).convert("RGB").save(path)
+        width = (data.decode(path, box)[32, :, 0] > 110).sum()  # the disk's diameter in the crop
+        assert abs(width - 2 * radius * 64 / box_side) <= 2, (radius, width)
+
+
 def test_decode_modes_and_odd_images(tmp_path, synth_dir):
     path = next((synth_dir / data.IMAGE_DIRS[0]).iterdir())
     centre = data.decode(path, data.Preprocess(size=64))
