@@ -210,7 +210,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0, help="validation split, weights and batch order")
     t.add_argument("--init-seed", type=int, help="weights and batch order only: train ensemble "
                    "members on the same split (see gz ensemble)")
-    t.add_argument("--crop", default="roi", choices=["roi", "centre"],
+    t.add_argument("--crop", default="roi", choices=list(data.CROP_FIELDS),
                    help="roi (default): a square around the central galaxy, padded 1.25x and at least "
                    "160 of the 424 px, so small galaxies fill more of the input; centre: the "
                    "central 232 px")

@@ -48,6 +48,9 @@ class Preprocess:
         return 1 if self.grayscale else 3
 
 
+CROP_FIELDS = {"roi": 160, "centre": 232}  # gz train --crop: the smallest box, or the central square
+
+
 @dataclass
 class GalaxySet:
     """The galaxies of one folder: ids, image paths and (if present) weighted labels (N, 37)."""

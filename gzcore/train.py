@@ -36,7 +36,7 @@ class TrainConfig:
     # a box around the galaxy, at least 160 of the 424 px, stored at 63 px: small galaxies fill
     # more of the input (0.001-0.002 better in 10 minutes than the central 232 px; docs/BENCHMARKS.md,
     # notes); 56 px input from 63 px crops gives 1.2-1.3x the epochs of 64 from 72
-    preprocess: data.Preprocess = data.Preprocess(crop="roi", crop_px=160, size=63)
+    preprocess: data.Preprocess = data.Preprocess(crop="roi", crop_px=data.CROP_FIELDS["roi"], size=63)
     precision: str = "auto"       # auto | fp32 | bf16 | fp16
     device: str = "auto"          # auto | cpu | cuda
     patience: int | None = None   # early stopping: epochs without improvement
@@ -296,12 +296,9 @@ def with_input_size(cfg: TrainConfig, input_size: int) -> TrainConfig:
     return replace(cfg, input_size=input_size, preprocess=replace(cfg.preprocess, size=input_size * 9 // 8))
 
 
-CROP_FIELDS = {"roi": 160, "centre": 232}  # gz train --crop: the smallest box, or the central square
-
-
 def with_crop(cfg: TrainConfig, crop: str) -> TrainConfig:
-    """`cfg` with another crop mode (see data.Preprocess) over that mode's field in CROP_FIELDS."""
-    return replace(cfg, preprocess=replace(cfg.preprocess, crop=crop, crop_px=CROP_FIELDS[crop]))
+    """`cfg` with another crop mode (see data.Preprocess) over that mode's field in data.CROP_FIELDS."""
+    return replace(cfg, preprocess=replace(cfg.preprocess, crop=crop, crop_px=data.CROP_FIELDS[crop]))
 
 
 def config_from_dict(d: dict) -> TrainConfig:

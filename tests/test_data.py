@@ -52,7 +52,8 @@ def test_roi_crop_fits_the_galaxy(tmp_path):
     yy, xx = np.mgrid[:424, :424] - 211.5
     sky = np.random.default_rng(0).normal(20, 3, (424, 424))
     box = data.Preprocess(crop="roi", crop_px=160, size=64)
-    for radius, box_side in ((20, 160), (120, 2 * 124 * 1.25)):  # the mask is found at 1/4 scale
+    # the mask is found at 1/4 scale, where it reaches about a pixel (4 px here) beyond the disk
+    for radius, box_side in ((20, 160), (120, 2 * 124 * 1.25)):
         path = tmp_path / f"{radius}.png"
         disk = np.clip(sky + 200 * (np.hypot(xx, yy) < radius), 0, 255).astype(np.uint8)
         Image.fromarray(disk).convert("RGB").save(path)
