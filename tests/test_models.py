@@ -97,6 +97,20 @@ def test_the_shipped_default_checkpoint_loads_offline():
     assert model(torch.rand(1, 3, ckpt["input_size"], ckpt["input_size"])).shape == (1, 37)
 
 
+def test_the_shipped_default_scores_its_figure_on_galaxies_it_never_saw(real_dir):
+    """Re-score `default.pt` on the real galaxies its split held out (without TTA, for speed): the
+    figure it stores, and checkpoints/README.md quotes, is what a user gets, and meets ≤ 0.087."""
+    from gzcore import evaluate
+    model, ckpt = checkpoint.load()
+    galaxies = data.open_folder(real_dir, labels=True)
+    held_out = galaxies.subset(checkpoint.split(galaxies, ckpt)[1])
+    crops, held_out = data.load_crops(held_out, checkpoint.preprocess_of(ckpt))
+    rmse = evaluate.rmse(evaluate.predict(model, crops, ckpt["input_size"]), held_out.labels)
+    assert len(held_out) == ckpt["metrics"]["val_images"]
+    assert rmse == pytest.approx(ckpt["metrics"]["val_rmse"], abs=2e-5)
+    assert rmse <= 0.087
+
+
 def test_width_option_where_the_family_has_one():
     narrow, wide = models.build("dieleman", width=8), models.build("dieleman", width=16)
     assert sum(p.numel() for p in narrow.parameters()) < sum(p.numel() for p in wide.parameters())
