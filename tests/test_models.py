@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from gzcore import checkpoint, data, models, tree
+from gzcore import checkpoint, data, evaluate, models, tree
 
 
 @pytest.mark.parametrize("name", list(models.BACKBONES))
@@ -100,7 +100,6 @@ def test_the_shipped_default_checkpoint_loads_offline():
 def test_the_shipped_default_scores_its_figure_on_galaxies_it_never_saw(real_dir):
     """Re-score `default.pt` on the real galaxies its split held out, with 8-view TTA as `gz evaluate`
     and `gz predict` run it: the figure it stores and checkpoints/README.md quotes, and ≤ 0.087."""
-    from gzcore import evaluate
     model, ckpt = checkpoint.load()
     galaxies = data.open_folder(real_dir, labels=True)
     held_out = galaxies.subset(checkpoint.split(galaxies, ckpt)[1])
