@@ -12,7 +12,8 @@ from . import __version__, data, models, tree
 from .data import Preprocess
 
 FORMAT = "gzcore-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 adds int8 weights ("weight_scales"); files without them are still written as 1
+STORAGE = ("float32", "float16", "int8")  # how `save` stores the weights; `read` always gives float32
 DEFAULT = Path(__file__).resolve().parent.parent / "checkpoints" / "default.pt"
 
 
@@ -24,23 +25,25 @@ def save(path, model: models.GalaxyModel, *, model_config: dict, preprocess: Pre
          input_size: int, metrics: dict | None = None, history: list | None = None,
          train_config: dict | None = None, optimizer=None, progress: float | None = None,
          data_fingerprint: str | None = None, weights_only_model: bool = False,
-         half: bool = False) -> Path:
+         storage: str = "float32") -> Path:
     """Write atomically (temp file + rename): an interrupted save never destroys the last good one.
-    `weights_only_model=True` drops optimizer state (for shipped, small checkpoints); `half=True`
-    stores the weights as float16 (half the size; `load` restores float32)."""
+    `weights_only_model=True` drops optimizer state (for shipped, small checkpoints); `storage`
+    "float16" halves the file, "int8" quarters it (see `stored_weights`); `read` restores float32."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    if half:
-        state = half_weights(state)
+    state, scales = stored_weights(state, storage)
     ckpt = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "gzcore_version": __version__,
+        "format": FORMAT, "format_version": FORMAT_VERSION if scales else 1,
+        "gzcore_version": __version__,
         "answers": list(tree.COLUMNS), "model_config": dict(model_config),
         "preprocess": asdict(preprocess), "input_size": int(input_size), "model": state,
         "metrics": dict(metrics or {}), "history": list(history or []),
         "train_config": dict(train_config or {}), "progress": progress,
         "data_fingerprint": data_fingerprint,
     }
+    if scales:
+        ckpt["weight_scales"] = scales
     if optimizer is not None and not weights_only_model:
         ckpt["optimizer"] = optimizer.state_dict()
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -49,11 +52,36 @@ def save(path, model: models.GalaxyModel, *, model_config: dict, preprocess: Pre
     return path
 
 
-def half_weights(state: dict) -> dict:
-    """The state dict with float tensors rounded to float16, except those float16 cannot hold."""
-    def fits(v):
-        return v.is_floating_point() and bool((v.abs() <= torch.finfo(torch.float16).max).all())
-    return {k: v.half() if fits(v) else v for k, v in state.items()}
+def stored_weights(state: dict, storage: str) -> tuple[dict, dict]:
+    """(state as stored, int8 scales). "float16": float tensors rounded to float16, except those it
+    cannot hold. "int8": in addition, every conv and linear weight rounded to 255 levels, symmetric,
+    with one float32 scale per output channel (weight = int8 x scale). `float_weights` undoes it."""
+    if storage not in STORAGE:
+        raise ValueError(f"unknown weight storage {storage!r}; use one of {', '.join(STORAGE)}")
+    if storage == "float32":
+        return state, {}
+    fp16_max = torch.finfo(torch.float16).max
+    stored, scales = {}, {}
+    for k, v in state.items():
+        if storage == "int8" and v.is_floating_point() and v.ndim >= 2:
+            v = v.float()
+            peak = v.abs().amax(dim=tuple(range(1, v.ndim)), keepdim=True)
+            scale = torch.where(peak > 0, peak / 127, torch.ones_like(peak))
+            stored[k], scales[k] = torch.round(v / scale).to(torch.int8), scale.flatten()
+        elif v.is_floating_point() and bool((v.abs() <= fp16_max).all()):
+            stored[k] = v.half()
+        else:
+            stored[k] = v
+    return stored, scales
+
+
+def float_weights(state: dict, scales: dict) -> dict:
+    """The stored state dict back in float32 (int8 tensors times their per-channel scales)."""
+    def restore(k, v):
+        if k in scales:
+            return v.float() * scales[k].view(-1, *[1] * (v.ndim - 1))
+        return v.float() if v.is_floating_point() else v
+    return {k: restore(k, v) for k, v in state.items()}
 
 
 def read(path) -> dict:
@@ -74,6 +102,7 @@ def read(path) -> dict:
                               f"format {ckpt['format_version']}); this is {__version__}")
     if ckpt["model_config"].get("head", "tree") == "tree" and ckpt.get("answers") != list(tree.COLUMNS):
         raise CheckpointError(f"{path}: its answers do not match the Galaxy Zoo 2 tree's 37 columns")
+    ckpt["model"] = float_weights(ckpt["model"], ckpt.pop("weight_scales", {}))
     return ckpt
 
 

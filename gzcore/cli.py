@@ -106,7 +106,7 @@ def cmd_ensemble(args):
     from . import ensemble
     try:
         m = ensemble.combine(args.checkpoints, args.out, args.data, progress=_Bar("predicting"),
-                             half=args.half)
+                             storage=args.storage)
     except (checkpoint.CheckpointError, data.DataError):
         raise  # reported by main, naming the file
     except ValueError as e:
@@ -114,6 +114,7 @@ def cmd_ensemble(args):
     rows = list(zip(m["members"], m["member_val_rmse_tta"]))
     rows.append((f"ensemble of {len(m['members'])}", m["val_rmse_tta"]))
     print(f"{m['val_images']} validation galaxies, 8-view TTA\n")
+    rows.append((f"ensemble of {len(m['members'])}, one view (no TTA)", m["val_rmse"]))
     print(_table(rows, ("model", "val RMSE")))
     print(f"\ncheckpoint: {args.out}")
 
@@ -233,8 +234,14 @@ def parser() -> argparse.ArgumentParser:
                     help="two or more checkpoints trained on --data with the same split")
     en.add_argument("--data", required=True, type=Path, help="the Kaggle-layout folder they trained on")
     en.add_argument("--out", required=True, type=Path, help="ensemble checkpoint to write (.pt)")
-    en.add_argument("--half", action="store_true", help="store float16 weights: half the file "
-                    "size; the scores shown are the stored weights'")
+    stored = en.add_mutually_exclusive_group()
+    stored.add_argument("--half", dest="storage", action="store_const", const="float16",
+                        default="float32", help="store float16 weights: half the file size; the "
+                        "scores shown are the stored weights'")
+    stored.add_argument("--int8", dest="storage", action="store_const", const="int8",
+                        help="store conv and linear weights as int8 with a scale per output "
+                        "channel: a quarter of the file size; the scores shown are the stored "
+                        "weights'")
     en.set_defaults(func=cmd_ensemble)
 
     e = sub.add_parser("evaluate", help="RMSE overall and per question, beside the baselines")

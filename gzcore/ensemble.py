@@ -45,10 +45,11 @@ def _check_compatible(paths, ckpts: list[dict]) -> None:
                 f"the other holds out")
 
 
-def combine(paths, out, data_dir, progress=None, half: bool = False) -> dict:
+def combine(paths, out, data_dir, progress=None, storage: str = "float32") -> dict:
     """Average the models in `paths` (checkpoints, ensembles included) into one checkpoint at
     `out`, scored with and without 8-view TTA on the shared validation split of `data_dir`.
-    `half=True` stores float16 weights, and the scores are those of the stored weights.
+    `storage` "float16" or "int8" makes the file smaller (`checkpoint.stored_weights`), and the
+    scores are those of the stored weights.
     Returns the metrics written."""
     paths = [Path(p) for p in paths]
     if len(paths) < 2:
@@ -60,7 +61,7 @@ def combine(paths, out, data_dir, progress=None, half: bool = False) -> dict:
     model = models.build(**config)
     state = {f"members.{i}.{k}": v for i, (_, _, weights, _) in enumerate(parts)
              for k, v in weights.items()}
-    model.load_state_dict(checkpoint.half_weights(state) if half else state)
+    model.load_state_dict(checkpoint.float_weights(*checkpoint.stored_weights(state, storage)))
     model.eval()
     first, size = ckpts[0], ckpts[0]["input_size"]
     pp = checkpoint.preprocess_of(first)
@@ -79,5 +80,5 @@ def combine(paths, out, data_dir, progress=None, half: bool = False) -> dict:
     checkpoint.save(out, model, model_config=config, preprocess=pp, input_size=size, metrics=metrics,
                     train_config={"val_fraction": fraction, "seed": seed,
                                   "members": [t for _, _, _, t in parts]},
-                    data_fingerprint=data.fingerprint(galaxies, pp), half=half)
+                    data_fingerprint=data.fingerprint(galaxies, pp), storage=storage)
     return metrics

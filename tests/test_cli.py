@@ -95,7 +95,7 @@ def test_ensemble_averages_members_and_refuses_a_leaky_one(trained, synth_dir, t
     assert r.returncode == 2 and "bigger.pt" in r.stderr and "same crops" in r.stderr
     r = gz("ensemble", out, other, "--data", synth_dir, "--out", tmp_path / "e.pt", "--half")
     assert r.returncode == 0, r.stderr
-    stored = checkpoint.read(tmp_path / "e.pt")["model"]
+    stored = torch.load(tmp_path / "e.pt", weights_only=True)["model"]
     assert stored["members.0.head.linear.weight"].dtype == torch.float16
     assert "ensemble of 2" in r.stdout and "other.pt" in r.stdout and (tmp_path / "e.pt").is_file()
     r = gz("evaluate", "--data", synth_dir, "--checkpoint", tmp_path / "e.pt")

@@ -75,9 +75,9 @@ def test_combine_writes_a_checkpoint_scored_on_the_shared_split(members, synth_d
 def test_half_stores_float16_weights_and_scores_what_it_stored(members, synth_dir, tmp_path):
     full, half = tmp_path / "full.pt", tmp_path / "half.pt"
     ensemble.combine(members, full, synth_dir)
-    metrics = ensemble.combine(members, half, synth_dir, half=True)
+    metrics = ensemble.combine(members, half, synth_dir, storage="float16")
     assert half.stat().st_size < 0.6 * full.stat().st_size
-    stored = checkpoint.read(half)["model"]
+    stored = torch.load(half, weights_only=True)["model"]
     assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}
     model, _ = checkpoint.load(half)
     assert all(p.dtype == torch.float32 for p in model.parameters())
@@ -85,6 +85,32 @@ def test_half_stores_float16_weights_and_scores_what_it_stored(members, synth_di
     pred = evaluate.predict(model, crops, 32, index=val_idx, tta=True)
     assert metrics["val_rmse_tta"] == pytest.approx(evaluate.rmse(pred, truth), abs=1e-6)
     assert tree.check_labels(pred, tol=1e-5) == []
+
+
+def test_int8_quarters_the_file_and_predicts_as_the_float_weights_do(members, synth_dir, tmp_path):
+    full, small = tmp_path / "full.pt", tmp_path / "int8.pt"
+    ensemble.combine(members, full, synth_dir)
+    metrics = ensemble.combine(members, small, synth_dir, storage="int8")
+    assert small.stat().st_size < 0.4 * full.stat().st_size
+    stored = torch.load(small, weights_only=True)
+    assert stored["format_version"] == checkpoint.FORMAT_VERSION
+    stored = stored["model"]
+    convs = [k for k, v in stored.items() if v.ndim == 4]
+    assert convs and all(stored[k].dtype == torch.int8 for k in convs)
+    model, _ = checkpoint.load(small)
+    exact, _ = checkpoint.load(full)
+    for k, v in exact.state_dict().items():  # each weight within half a level of its channel
+        if k in convs:
+            level = v.abs().amax(dim=(1, 2, 3), keepdim=True) / 127
+            assert ((model.state_dict()[k] - v).abs() <= level * 0.5001).all()
+    crops, val_idx, truth = _validation(synth_dir)
+    pred = evaluate.predict(model, crops, 32, index=val_idx, tta=True)
+    assert metrics["val_rmse_tta"] == pytest.approx(evaluate.rmse(pred, truth), abs=1e-6)
+    np.testing.assert_allclose(pred, evaluate.predict(exact, crops, 32, index=val_idx, tta=True),
+                               atol=0.01)
+    assert tree.check_labels(pred, tol=1e-5) == []
+    with pytest.raises(ValueError, match="unknown weight storage 'int4'"):
+        ensemble.combine(members, tmp_path / "x.pt", synth_dir, storage="int4")
 
 
 def test_members_that_would_leak_or_differ_are_refused(members, synth_dir, tmp_path):
