@@ -10,7 +10,6 @@ from __future__ import annotations
 import inspect
 
 import torch
-import torchvision
 from torch import nn
 
 from . import tree
@@ -170,6 +169,7 @@ class TorchvisionResNet(nn.Module):
 
     def __init__(self, arch: str, in_channels: int = 3):
         super().__init__()
+        import torchvision  # here, not at the top: importing it costs every command 2-3 s
         net = getattr(torchvision.models, arch)(weights=None)
         if in_channels != 3:
             net.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)

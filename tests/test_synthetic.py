@@ -52,9 +52,9 @@ def test_unreached_questions_are_zero():
         assert set(np.unique(weighted)) <= {0.0, 1.0}
 
 
-def test_same_seed_same_bytes_other_seed_differs(tmp_path):
-    a, b, c = (synthetic.generate(tmp_path / name, 8, seed=seed) for name, seed in
-               (("a", 3), ("b", 3), ("c", 4)))
+def test_same_seed_same_bytes_in_any_number_of_processes_other_seed_differs(tmp_path):
+    a, b, c = (synthetic.generate(tmp_path / name, 8, seed=seed, workers=workers)
+               for name, seed, workers in (("a", 3, 1), ("b", 3, 2), ("c", 4, 2)))
     csv = lambda folder: (folder / "training_solutions_rev1.csv").read_bytes()
     jpg = lambda folder, i: (folder / "images_training_rev1" / f"{i}.jpg").read_bytes()
     ids = range(synthetic.FIRST_ID, synthetic.FIRST_ID + 8)
