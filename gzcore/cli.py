@@ -113,8 +113,8 @@ def cmd_ensemble(args):
         sys.exit(f"gz ensemble: error: {e}")
     rows = list(zip(m["members"], m["member_val_rmse_tta"]))
     rows.append((f"ensemble of {len(m['members'])}", m["val_rmse_tta"]))
-    print(f"{m['val_images']} validation galaxies, 8-view TTA\n")
     rows.append((f"ensemble of {len(m['members'])}, one view (no TTA)", m["val_rmse"]))
+    print(f"{m['val_images']} validation galaxies, 8-view TTA unless said\n")
     print(_table(rows, ("model", "val RMSE")))
     print(f"\ncheckpoint: {args.out}")
 
