@@ -92,9 +92,9 @@ def test_int8_quarters_the_file_and_predicts_as_the_float_weights_do(members, sy
     ensemble.combine(members, full, synth_dir)
     metrics = ensemble.combine(members, small, synth_dir, storage="int8")
     assert small.stat().st_size < 0.4 * full.stat().st_size
-    stored = torch.load(small, weights_only=True)
-    assert stored["format_version"] == checkpoint.FORMAT_VERSION
-    stored = stored["model"]
+    raw = torch.load(small, weights_only=True)
+    assert raw["format_version"] == checkpoint.FORMAT_VERSION
+    stored = raw["model"]
     convs = [k for k, v in stored.items() if v.ndim == 4]
     assert convs and all(stored[k].dtype == torch.int8 for k in convs)
     model, _ = checkpoint.load(small)
