@@ -8,7 +8,8 @@ from dataclasses import asdict
 
 import numpy as np
 
-from .common import DEFAULT, ROOT, Context, Row
+from . import ROOT
+from .common import DEFAULT, Context, Row
 
 TITLE = "Memory"
 ABOUT = """\

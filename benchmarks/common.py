@@ -17,10 +17,9 @@ import numpy as np
 import torch
 import torchvision
 
+from benchmarks import ROOT
 from gzcore import checkpoint, data, models, train
 
-ROOT = Path(__file__).resolve().parents[1]
-REAL_DATA = Path(os.environ.get("GZ_REAL_DATA", ROOT.parent / "shared" / "data" / "galaxy-zoo-2014"))
 DEFAULT = train.TrainConfig()  # the configuration `gz train` runs with no options
 
 

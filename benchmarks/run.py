@@ -22,8 +22,8 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import report
-from .common import REAL_DATA, ROOT, Context, Skip, machine
+from . import REAL_DATA, ROOT, report
+from .common import Context, Skip, machine
 
 SECTIONS = ["decode", "train", "quality", "inference", "explain", "memory", "gpu", "dashboard"]
 

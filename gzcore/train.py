@@ -7,6 +7,7 @@ Device choices are settled once in `Setup`; the loop itself has no device branch
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -55,7 +56,13 @@ class TrainConfig:
 
 def cpu_has_native_bf16() -> bool:
     """bf16 autocast only pays on CPUs with bf16 instructions (AVX512-BF16 or AMX); elsewhere it
-    is emulated and slower than fp32 (measured: 0.55x on this project's AVX-512 CI machine)."""
+    is emulated and slower than fp32 (measured: 0.55x on this project's AVX-512 CI machine).
+    GZ_CPU_BF16=1 or 0 overrides the detection (to try either path on any CPU)."""
+    forced = os.environ.get("GZ_CPU_BF16", "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    if forced:
+        raise ValueError(f"GZ_CPU_BF16={forced!r}: use 1 (bf16 instructions) or 0 (none)")
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:

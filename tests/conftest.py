@@ -1,18 +1,40 @@
-"""Shared fixtures: tiny synthetic folders for unit tests, the real sample where realism matters."""
-import os
-from pathlib import Path
+"""Shared fixtures and the one tiny training configuration every test trains with.
+
+Precision and threads are pinned (fp32, 2 threads), so a test gives the same verdict on a CPU with
+AVX512-BF16 (where `precision="auto"` picks bf16) as on one without; `GZ_CPU_BF16=1|0` forces the
+detection either way, to prove it."""
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-REAL = Path(os.environ.get("GZ_REAL_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data" / "galaxy-zoo-2014"))
+from benchmarks import REAL_DATA, ROOT  # noqa: F401  (ROOT: imported by the test modules)
+from gzcore import data, train
+
+# the one tiny training configuration of the suite; tests change fields with dataclasses.replace
+TINY = train.TrainConfig(epochs=2, batch_size=16, input_size=32, val_fraction=0.25, tta=False,
+                         preprocess=data.Preprocess(crop="centre", crop_px=232, size=36),
+                         precision="fp32", threads=2)
+
+
+# the dashboard tests' model: one epoch with `gz train`'s default crop and input, TINY's precision
+DASHBOARD = replace(train.TrainConfig(), epochs=1, batch_size=32, tta=False, precision=TINY.precision,
+                    threads=TINY.threads)
+
+
+def tiny_cli(epochs: int = TINY.epochs) -> list[str]:
+    """The options `gz train` gets in tests: TINY's precision, threads and batch size (the crop and
+    input stay `gz train`'s defaults)."""
+    return ["--epochs", str(epochs), "--batch-size", str(TINY.batch_size), "--precision",
+            TINY.precision, "--threads", str(TINY.threads)]
 
 
 @pytest.fixture(scope="session")
 def real_dir():
-    if not (REAL / "training_solutions_rev1.csv").is_file():
-        pytest.skip(f"real Galaxy Zoo sample not found at {REAL} (set GZ_REAL_DATA to a Kaggle-layout folder)")
-    return REAL
+    if not (REAL_DATA / "training_solutions_rev1.csv").is_file():
+        pytest.skip(f"real Galaxy Zoo sample not found at {REAL_DATA} (set GZ_REAL_DATA to a "
+                    f"Kaggle-layout folder)")
+    return REAL_DATA
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +48,18 @@ def synth_dir(tmp_path_factory):
     """A 48-galaxy synthetic universe in the Kaggle layout (built once per session)."""
     from gzcore import synthetic
     return synthetic.generate(tmp_path_factory.mktemp("synth") / "universe", 48, seed=1)
+
+
+@pytest.fixture(scope="session")
+def dashboard_env(tmp_path_factory):
+    """A 96-galaxy synthetic universe and a one-epoch checkpoint, as the environment the dashboard
+    reads (GZ_DATA, GZ_CHECKPOINT)."""
+    from gzcore import synthetic
+    base = tmp_path_factory.mktemp("dashboard")
+    data_dir, ckpt = base / "universe", base / "quick.pt"
+    synthetic.generate(data_dir, 96, seed=3)  # enough for one batch of 32 after the split
+    train.fit(data_dir, DASHBOARD, out=ckpt, cache_dir=base / "cache")
+    return {"GZ_DATA": str(data_dir), "GZ_CHECKPOINT": str(ckpt)}
 
 
 def random_tree_rows(n, seed=0):

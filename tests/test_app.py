@@ -1,16 +1,17 @@
 """Every dashboard page, headless (streamlit.testing AppTest) on a tiny synthetic universe."""
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
-from dashboard_support import ROOT, dashboard_env  # noqa: F401  (fixture)
+from conftest import DASHBOARD, ROOT
 from streamlit.testing.v1 import AppTest
 
 PAGES = ["home", "browse", "galaxy", "explain", "evaluate", "dataset", "train", "play"]
 
 
 @pytest.fixture
-def app(dashboard_env, monkeypatch):  # noqa: F811
+def app(dashboard_env, monkeypatch):
     for key, value in dashboard_env.items():
         monkeypatch.setenv(key, value)
     return AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
@@ -108,7 +109,7 @@ def test_train_runs_in_the_background_and_compares(app):
     assert "Before and after" in texts(at.subheader) and len(at.metric) == 2
 
 
-def test_bad_inputs_show_a_message_not_a_traceback(app, tmp_path, dashboard_env):  # noqa: F811
+def test_bad_inputs_show_a_message_not_a_traceback(app, tmp_path, dashboard_env):
     (tmp_path / "empty").mkdir()
     not_a_checkpoint = tmp_path / "junk.pt"
     not_a_checkpoint.write_bytes(b"not a checkpoint")
@@ -128,7 +129,7 @@ def test_bad_inputs_show_a_message_not_a_traceback(app, tmp_path, dashboard_env)
         at.session_state["data"] = at.session_state["model"] = None
 
 
-def test_a_corrupt_image_is_skipped_and_reported(app, tmp_path, dashboard_env, monkeypatch):  # noqa: F811
+def test_a_corrupt_image_is_skipped_and_reported(app, tmp_path, dashboard_env, monkeypatch):
     folder = shutil.copytree(dashboard_env["GZ_DATA"], tmp_path / "universe")
     next((folder / "images_training_rev1").glob("*.jpg")).write_bytes(b"\xff\xd8 broken")
     monkeypatch.setenv("GZ_DATA", str(folder))
@@ -146,7 +147,7 @@ def test_first_start_renders_the_default_universe(app, monkeypatch):
     assert {m.label: m.value for m in at.metric}["Galaxies"] == "12"
 
 
-def test_a_folder_without_labels_shows_the_model_alone(app, tmp_path, dashboard_env):  # noqa: F811
+def test_a_folder_without_labels_shows_the_model_alone(app, tmp_path, dashboard_env):
     images = tmp_path / "unlabelled" / "images_test_rev1"
     shutil.copytree(f"{dashboard_env['GZ_DATA']}/images_training_rev1", images)
     at = show(app, "home", data=str(images.parent))
@@ -157,11 +158,10 @@ def test_a_folder_without_labels_shows_the_model_alone(app, tmp_path, dashboard_
     assert "has no labels" in texts(show(at, "evaluate").info)
 
 
-def test_an_ensemble_checkpoint_drives_the_model_pages(dashboard_env, monkeypatch, tmp_path):  # noqa: F811
+def test_an_ensemble_checkpoint_drives_the_model_pages(dashboard_env, monkeypatch, tmp_path):
     from gzcore import ensemble, train
     other = tmp_path / "other.pt"
-    train.fit(dashboard_env["GZ_DATA"], train.TrainConfig(epochs=1, batch_size=32, tta=False, init_seed=1),
-              out=other)
+    train.fit(dashboard_env["GZ_DATA"], replace(DASHBOARD, init_seed=1), out=other)
     ensemble.combine([dashboard_env["GZ_CHECKPOINT"], other], tmp_path / "e.pt", dashboard_env["GZ_DATA"])
     monkeypatch.setenv("GZ_DATA", dashboard_env["GZ_DATA"])
     monkeypatch.setenv("GZ_CHECKPOINT", str(tmp_path / "e.pt"))

@@ -3,7 +3,7 @@ it, evaluate, play a round, train a tiny model. Screenshots go to artifacts/scre
 import re
 
 import pytest
-from dashboard_support import ROOT, dashboard_env  # noqa: F401  (fixture)
+from conftest import ROOT
 
 from dashboard.browser import CHROMIUM, chromium, goto, server, settle, snap
 
@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow,
 
 
 @pytest.fixture(scope="module")
-def url(dashboard_env, tmp_path_factory):  # noqa: F811
+def url(dashboard_env, tmp_path_factory):
     with server({**dashboard_env, "GZ_CACHE": str(tmp_path_factory.mktemp("gzcache"))}) as base:
         yield base
 

@@ -5,12 +5,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from conftest import TINY
 
 from gzcore import checkpoint, data, ensemble, evaluate, explain, models, neighbours, tree, train
 from gzcore.checkpoint import CheckpointError
 
-TINY = train.TrainConfig(epochs=1, batch_size=16, input_size=32, val_fraction=0.25,
-                         preprocess=data.Preprocess(crop_px=232, size=36), tta=False)
+MEMBER = replace(TINY, epochs=1)  # the suite's tiny configuration, one epoch a member
 
 
 @pytest.fixture(scope="module")
@@ -18,15 +18,15 @@ def members(synth_dir, tmp_path_factory):
     """Two tiny models on the same split: different widths and init seeds, as real members."""
     folder = tmp_path_factory.mktemp("members")
     paths = [folder / "a.pt", folder / "b.pt"]
-    train.fit(synth_dir, TINY, out=paths[0])
-    train.fit(synth_dir, replace(TINY, width=16, init_seed=7), out=paths[1])
+    train.fit(synth_dir, MEMBER, out=paths[0])
+    train.fit(synth_dir, replace(MEMBER, width=16, init_seed=7), out=paths[1])
     return paths
 
 
 def _validation(synth_dir):
     """(crops, held-out rows, their labels) of the members' shared split."""
-    crops, galaxies = data.load_crops(data.open_folder(synth_dir), TINY.preprocess)
-    _, val_idx = data.split(galaxies, TINY.val_fraction, TINY.seed)
+    crops, galaxies = data.load_crops(data.open_folder(synth_dir), MEMBER.preprocess)
+    _, val_idx = data.split(galaxies, MEMBER.val_fraction, MEMBER.seed)
     return crops, val_idx, galaxies.labels[val_idx]
 
 
@@ -44,12 +44,12 @@ def test_an_ensemble_obeys_the_tree_and_is_the_mean_of_its_members():
 
 
 def test_init_seed_changes_weights_but_not_the_split(synth_dir):
-    a = train.fit(synth_dir, TINY)
-    b = train.fit(synth_dir, replace(TINY, init_seed=3))
+    a = train.fit(synth_dir, MEMBER)
+    b = train.fit(synth_dir, replace(MEMBER, init_seed=3))
     assert not torch.equal(a["model"].head.linear.weight, b["model"].head.linear.weight)
     assert a["val_images"] == b["val_images"]
-    prep = train.prepare(synth_dir, TINY)
-    assert np.array_equal(prep.val_idx, train.prepare(synth_dir, replace(TINY, init_seed=3)).val_idx)
+    prep = train.prepare(synth_dir, MEMBER)
+    assert np.array_equal(prep.val_idx, train.prepare(synth_dir, replace(MEMBER, init_seed=3)).val_idx)
 
 
 def test_combine_writes_a_checkpoint_scored_on_the_shared_split(members, synth_dir, tmp_path):
@@ -57,7 +57,7 @@ def test_combine_writes_a_checkpoint_scored_on_the_shared_split(members, synth_d
     metrics = ensemble.combine(members, out, synth_dir)
     model, ckpt = checkpoint.load(out)
     assert isinstance(model, models.Ensemble) and len(model.members) == 2
-    assert ckpt["model_config"]["name"] == "ensemble" and ckpt["train_config"]["seed"] == TINY.seed
+    assert ckpt["model_config"]["name"] == "ensemble" and ckpt["train_config"]["seed"] == MEMBER.seed
     crops, val_idx, truth = _validation(synth_dir)
     singles = [checkpoint.load(p)[0] for p in members]
     preds = [evaluate.predict(m, crops, 32, index=val_idx, tta=True) for m in singles]
@@ -115,11 +115,11 @@ def test_int8_quarters_the_file_and_predicts_as_the_float_weights_do(members, sy
 
 def test_members_that_would_leak_or_differ_are_refused(members, synth_dir, tmp_path):
     other_split = tmp_path / "other_split.pt"
-    train.fit(synth_dir, replace(TINY, seed=5), out=other_split)
+    train.fit(synth_dir, replace(MEMBER, seed=5), out=other_split)
     with pytest.raises(CheckpointError, match="other_split.pt.*validation split"):
         ensemble.combine([members[0], other_split], tmp_path / "e.pt", synth_dir)
     other_crop = tmp_path / "other_crop.pt"
-    train.fit(synth_dir, replace(TINY, preprocess=data.Preprocess(crop_px=200, size=36)), out=other_crop)
+    train.fit(synth_dir, replace(MEMBER, preprocess=data.Preprocess(crop_px=200, size=36)), out=other_crop)
     with pytest.raises(CheckpointError, match="other_crop.pt.*preprocess"):
         ensemble.combine([members[0], other_crop], tmp_path / "e.pt", synth_dir)
     with pytest.raises(ValueError, match="at least two"):

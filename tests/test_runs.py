@@ -1,14 +1,16 @@
 """Training runs in a background thread: events recorded as they come, stop honoured."""
 import time
 
+from dataclasses import replace
+
 import torch
-from dashboard_support import dashboard_env  # noqa: F401  (fixture)
+from conftest import TINY
 
-from gzcore import runs, train
+from gzcore import runs
 
 
-def test_a_run_reports_progress_and_stops_when_asked(dashboard_env, tmp_path):  # noqa: F811
-    cfg = train.TrainConfig(epochs=50, batch_size=16, tta=False, threads=1)
+def test_a_run_reports_progress_and_stops_when_asked(dashboard_env, tmp_path):
+    cfg = replace(TINY, epochs=50, threads=1)  # one thread, as the dashboard runs them
     run = runs.Run(tmp_path / "missing", cfg, tmp_path / "bad.pt").start()
     run.thread.join(timeout=60)
     assert run.error and "no such folder" in run.error and run.status().startswith("failed")

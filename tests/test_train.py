@@ -1,13 +1,12 @@
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from conftest import TINY
 
-from gzcore import checkpoint, data, evaluate, train
-
-TINY = train.TrainConfig(epochs=2, batch_size=16, input_size=32, val_fraction=0.25,
-                         preprocess=data.Preprocess(crop_px=232, size=36), tta=False)
+from gzcore import checkpoint, evaluate, train
 
 
 def test_fit_writes_a_loadable_checkpoint_and_reports(synth_dir, tmp_path):
@@ -26,7 +25,7 @@ def test_fit_writes_a_loadable_checkpoint_and_reports(synth_dir, tmp_path):
 
 
 def test_training_is_seeded(synth_dir):
-    cfg = train.TrainConfig(**{**TINY.__dict__, "epochs": 1})
+    cfg = replace(TINY, epochs=1)
     a = train.fit(synth_dir, cfg)["model"].state_dict()
     b = train.fit(synth_dir, cfg)["model"].state_dict()
     for k in a:
@@ -35,7 +34,7 @@ def test_training_is_seeded(synth_dir):
 
 def test_resume_continues_where_it_stopped(synth_dir, tmp_path):
     out = tmp_path / "m.pt"
-    cfg = train.TrainConfig(**{**TINY.__dict__, "epochs": 3})
+    cfg = replace(TINY, epochs=3)
     stop = threading.Event()
     train.fit(synth_dir, cfg, out=out, stop=stop, callback=lambda e, i: e == "epoch" and stop.set())
     assert len(checkpoint.read(out)["history"]) == 1
@@ -49,7 +48,7 @@ def test_stop_event_ends_the_run_early(synth_dir):
     def callback(event, info):
         if event == "step" and info["epoch"] == 0:
             stop.set()
-    result = train.fit(synth_dir, train.TrainConfig(**{**TINY.__dict__, "epochs": 5}), callback=callback,
+    result = train.fit(synth_dir, replace(TINY, epochs=5), callback=callback,
                        stop=stop)
     assert result["epochs"] <= 1
 
