@@ -6,9 +6,10 @@ import time
 
 import numpy as np
 
-from dashboard import browser
-from gzcore import catalog, checkpoint, data, evaluate, tree
+from gzcore import catalog, checkpoint, evaluate, tree
+from gzcore.dashboard import navigation
 
+from . import browser
 from .common import Context, Row, median_ms
 
 TITLE = "Dashboard"
@@ -24,9 +25,10 @@ and to the end of its script run (Streamlit's status widget gone), in Debian's C
 repeats. First start: a fresh cache and no GZ_DATA, from `streamlit run` to Home's title (the
 synthetic universe is then rendered with a progress bar)."""
 
-PAGES = {"": "Validation RMSE", "browse": "galaxies match", "galaxy": "Galaxies like this one",
-         "explain": "Saliency (fast) · model", "evaluate": "Download all predictions", "dataset":
-         "most confident galaxy", "train": "Start training", "play": "Another galaxy"}
+READY = {navigation.HOME: "Validation RMSE", navigation.BROWSE: "galaxies match",
+         navigation.GALAXY: "Galaxies like this one", navigation.EXPLAIN: "Saliency (fast) · model",
+         navigation.EVALUATE: "Download all predictions", navigation.DATASET: "most confident galaxy",
+         navigation.TRAIN: "Start training", navigation.PLAY: "Another galaxy"}  # text shown when done
 
 
 def random_catalogue(n: int, seed: int = 0):
@@ -48,19 +50,19 @@ def browse_change(table):
 def page_times(ctx: Context, env: dict) -> list[Row]:
     rows = []
     with browser.server(env) as url, browser.chromium() as page:
-        for path, ready in PAGES.items():  # warm: predictions, embeddings, crops all cached
-            browser.goto(page, f"{url}/{path}", ready)
-        for path, ready in PAGES.items():
+        for target, ready in READY.items():  # warm: predictions, embeddings, crops all cached
+            browser.goto(page, f"{url}/{target.url_path}", ready)
+        for target, ready in READY.items():
             first, done = [], []
             for _ in range(ctx.pick(3, 1)):
                 start = time.perf_counter()
-                page.goto(f"{url}/{path}")
+                page.goto(f"{url}/{target.url_path}")
                 page.locator("h1").first.wait_for()
                 first.append(time.perf_counter() - start)
                 page.get_by_text(ready).first.wait_for()
                 browser.settle(page)
                 done.append(time.perf_counter() - start - 0.3)  # settle() waits 0.3 s before looking
-            rows.append(Row(f"{path or 'home'} page (warm): first content · run finished",
+            rows.append(Row(f"{target.name} page (warm): first content · run finished",
                             f"{np.median(first):.2f} s · {np.median(done):.2f} s"))
     return rows
 
@@ -78,9 +80,8 @@ def first_start(ctx: Context) -> Row:
 
 def run(ctx: Context) -> list[Row]:
     model, ckpt = checkpoint.load(ctx.checkpoint)
-    galaxies = data.open_folder(ctx.data)
-    crops, galaxies = data.load_crops(galaxies, checkpoint.preprocess_of(ckpt), cache_dir=ctx.cache)
-    real = catalog.build(galaxies, crops, model, ckpt, ctx.checkpoint, ctx.scratch)
+    held = checkpoint.data_for(ckpt, ctx.data, cache_dir=ctx.cache)
+    real = catalog.build(held.galaxies, held.crops, model, ckpt, ctx.checkpoint, ctx.scratch)
     n = ctx.pick(60_000, 6_000)
     raw = random_catalogue(n)
     start = time.perf_counter()

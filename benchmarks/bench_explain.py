@@ -1,7 +1,7 @@
 """Section 5: latency of each Captum explanation method for one galaxy."""
 from __future__ import annotations
 
-from gzcore import checkpoint, data
+from gzcore import checkpoint
 
 from .common import Context, Row, Skip, median_ms
 
@@ -20,8 +20,7 @@ def run(ctx: Context) -> list[Row]:
         raise Skip(f"gzcore.explain cannot be imported ({e})") from e
     model, ckpt = checkpoint.load(ctx.checkpoint)
     size = ckpt["input_size"]
-    galaxies = data.open_folder(ctx.unlabelled, labels=False)
-    crops, _ = data.load_crops(galaxies.subset([0]), checkpoint.preprocess_of(ckpt), cache_dir=ctx.cache)
+    crops = checkpoint.data_for(ckpt, ctx.unlabelled, labels=False, cache_dir=ctx.cache).crops
     image = explain.model_input(crops[0], size)
     return [Row(f"{method} ({ctx.model_note}, {size} px, question 1)",
                 median_ms(lambda: explain.explain(model, image, 1, method=method), ctx.pick(5, 1),

@@ -5,7 +5,7 @@ import statistics
 import tempfile
 import time
 
-from gzcore import checkpoint, data, evaluate
+from gzcore import checkpoint, evaluate
 
 from .common import Context, Row, median_ms
 
@@ -21,8 +21,7 @@ cache it left behind. No published reference exists for these, so there are no r
 def run(ctx: Context) -> list[Row]:
     model, ckpt = checkpoint.load(ctx.checkpoint)
     size = ckpt["input_size"]
-    galaxies = data.open_folder(ctx.unlabelled, labels=False)
-    crops, _ = data.load_crops(galaxies, checkpoint.preprocess_of(ckpt), cache_dir=ctx.cache)
+    crops = checkpoint.data_for(ckpt, ctx.unlabelled, labels=False, cache_dir=ctx.cache).crops
     n = len(crops)
     rows = []
     for tta in (False, True):

@@ -20,9 +20,9 @@ loop for a fixed number of steps plus its validation pass (10 % split): the peak
 (heap, torch, model, batches; sampled from /proc/self/status), apart from the resident pages of the
 memory-mapped crop cache (file-backed, reclaimed by the kernel under pressure). Run on the real crops
 and on a cache 10x larger (the real crops repeated): the crops are read with
-`np.load(mmap_mode='r')` one batch at a time, so anonymous memory should stay flat, except for the
-validation pass, which receives `crops[val_idx]`: a copy of 10 % of the crops in RAM. Disk needed:
-one uint8 crop per galaxy."""
+`np.load(mmap_mode='r')` one batch at a time, and the validation pass reads the held-out rows the
+same way (`evaluate.predict(..., index=val_idx)`, no copy), so anonymous memory should stay flat.
+Disk needed: one uint8 crop per galaxy."""
 
 MB = 1024 * 1024
 

@@ -76,12 +76,10 @@ def median_ms(fn, calls: int, warmup: int = 3) -> float:
 
 
 def prepared_from(crops: np.ndarray, labels: np.ndarray, val_fraction: float = 0.0) -> train.Prepared:
-    """A `train.Prepared` over arrays rather than a folder (replicated data sets), split as gz train
-    splits (by a hash of the row number, which stands in for the GalaxyID)."""
+    """A `train.Prepared` over arrays rather than a folder (replicated data sets): gz train's split
+    and statistics, with the row number standing in for the GalaxyID."""
     galaxies = data.GalaxySet(Path("."), np.arange(len(crops), dtype=np.int64), [], labels)
-    train_idx, val_idx = data.split(galaxies, val_fraction, 0)
-    mean, std = train.channel_stats(crops, np.arange(min(len(crops), 2000)))
-    return train.Prepared(galaxies, crops, train_idx, val_idx, mean, std, "replicated")
+    return train.prepared(galaxies, crops, replace(DEFAULT, val_fraction=val_fraction), "replicated")
 
 
 def timed_steps(prep: train.Prepared, cfg: train.TrainConfig, steps: int,
@@ -168,16 +166,15 @@ class Context:
     def checkpoint(self) -> Path:
         """The shipped default model or, when none is shipped, a freshly initialised model of the
         default configuration (speed and memory do not depend on the weights)."""
-        if checkpoint.DEFAULT.is_file():
-            return checkpoint.DEFAULT
-        model = models.build(DEFAULT.model)
-        return checkpoint.save(self.scratch / "untrained.pt", model,
-                               model_config={"name": DEFAULT.model, "head": "tree", "in_channels": 3},
-                               preprocess=DEFAULT.preprocess, input_size=DEFAULT.input_size)
+        try:
+            return checkpoint.default()
+        except checkpoint.CheckpointError:
+            return checkpoint.save(self.scratch / "untrained.pt", models.build(DEFAULT.model),
+                                   preprocess=DEFAULT.preprocess, input_size=DEFAULT.input_size)
 
     @cached_property
     def model_note(self) -> str:
-        if self.checkpoint != checkpoint.DEFAULT:
+        if self.checkpoint.name != checkpoint.DEFAULT_NAME:
             return "untrained default model"
         members = checkpoint.read(self.checkpoint)["model_config"].get("members")
         return f"shipped ensemble of {len(members)}" if members else "shipped model"

@@ -3,31 +3,42 @@ read with `torch.load(weights_only=True)` so that loading never runs code."""
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from . import __version__, data, models, tree
+from . import __version__, data, models, shipped, tree
 from .data import Preprocess
 
 FORMAT = "gzcore-checkpoint"
 FORMAT_VERSION = 2  # 2 adds int8 weights ("weight_scales"); files without them are still written as 1
 STORAGE = ("float32", "float16", "int8")  # how `save` stores the weights; `read` always gives float32
-DEFAULT = Path(__file__).resolve().parent.parent / "checkpoints" / "default.pt"
+DEFAULT_NAME = "default.pt"  # the shipped model `gz evaluate` and `gz predict` use without --checkpoint
 
 
 class CheckpointError(ValueError):
     """A file that is not a gzcore checkpoint, or one that does not fit the model asked for."""
 
 
-def save(path, model: models.GalaxyModel, *, model_config: dict, preprocess: Preprocess,
+def default() -> Path:
+    """The shipped default model's file; CheckpointError when this installation lacks it."""
+    path = shipped.folder() / DEFAULT_NAME
+    if not path.is_file():
+        raise CheckpointError(f"the shipped model {DEFAULT_NAME} is not installed (looked in "
+                              f"{shipped.CHECKOUT} and {shipped.INSTALLED}): pass a checkpoint file, "
+                              f"or reinstall gzcore (pip install . or pip install -e . from a checkout)")
+    return path
+
+
+def save(path, model: models.GalaxyModel | models.Ensemble, *, preprocess: Preprocess,
          input_size: int, metrics: dict | None = None, history: list | None = None,
          train_config: dict | None = None, optimizer=None, progress: float | None = None,
          data_fingerprint: str | None = None, weights_only_model: bool = False,
          storage: str = "float32") -> Path:
     """Write atomically (temp file + rename): an interrupted save never destroys the last good one.
-    `weights_only_model=True` drops optimizer state (for shipped, small checkpoints); `storage`
+    The model's `config` (set by `models.build`) is what rebuilds it. `weights_only_model=True` drops optimizer state (for shipped, small checkpoints); `storage`
     "float16" halves the file, "int8" quarters it (see `stored_weights`); `read` restores float32."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,7 +47,7 @@ def save(path, model: models.GalaxyModel, *, model_config: dict, preprocess: Pre
     ckpt = {
         "format": FORMAT, "format_version": FORMAT_VERSION if scales else 1,
         "gzcore_version": __version__,
-        "answers": list(tree.COLUMNS), "model_config": dict(model_config),
+        "answers": list(tree.COLUMNS), "model_config": dict(model.config),
         "preprocess": asdict(preprocess), "input_size": int(input_size), "model": state,
         "metrics": dict(metrics or {}), "history": list(history or []),
         "train_config": dict(train_config or {}), "progress": progress,
@@ -107,8 +118,9 @@ def read(path) -> dict:
 
 
 def load(path=None, expect_model: str | None = None) -> tuple[models.GalaxyModel, dict]:
-    """(model in eval mode, checkpoint dict). `expect_model` checks the architecture name."""
-    path = Path(path) if path else DEFAULT
+    """(model in eval mode, checkpoint dict); the shipped default model when `path` is None.
+    `expect_model` checks the architecture name."""
+    path = Path(path) if path else default()
     ckpt = read(path)
     cfg = ckpt["model_config"]
     if expect_model and cfg.get("name") != expect_model:
@@ -138,3 +150,22 @@ def split(galaxies: data.GalaxySet, ckpt: dict):
     """(train rows, held-out rows) by the split the checkpoint was trained with: held-out galaxies
     were never trained on, whichever folder it saw (the split hashes each GalaxyID)."""
     return data.split(galaxies, *split_of(ckpt))
+
+
+@dataclass
+class CheckpointData:
+    """A folder as a checkpoint reads it: its galaxies, their crops by the checkpoint's
+    preprocessing, and the checkpoint's split of them (held-out rows were never trained on)."""
+    galaxies: data.GalaxySet
+    crops: np.ndarray
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+
+
+def data_for(ckpt: dict, folder, labels: bool | None = None, skip_bad: bool = False,
+             cache_dir=None, progress=None) -> CheckpointData:
+    """Open `folder` (labels as in `data.open_folder`), decode its crops as `ckpt` was trained on
+    (cached) and split it as `ckpt` was split."""
+    crops, galaxies = data.load_folder(folder, preprocess_of(ckpt), labels=labels, skip_bad=skip_bad,
+                                       cache_dir=cache_dir, progress=progress)
+    return CheckpointData(galaxies, crops, *split(galaxies, ckpt))

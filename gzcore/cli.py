@@ -17,7 +17,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import augment, checkpoint, data, evaluate, models, tree
+from . import augment, checkpoint, data, evaluate, models, train, tree
+
+
+INFERENCE = train.Setup.choose("cpu", "fp32")  # where evaluate, predict and ensemble run the model
 
 
 class _Bar:
@@ -50,23 +53,34 @@ def cmd_synth(args):
     print(f"wrote {args.n} synthetic galaxies to {path} (Kaggle layout; seed {args.seed})")
 
 
-def cmd_train(args):
-    from . import train
+def _train_config(args, command: str):
+    """The TrainConfig of `gz train` / `gz lr-find` options (see `add_train_options`)."""
     try:
         cfg = train.TrainConfig(model=args.model, width=args.width, epochs=args.epochs,
                                 minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
                                 seed=args.seed, init_seed=args.init_seed, subset=args.subset,
-                                val_fraction=args.val_fraction,
-                                device=args.device, precision=args.precision,
+                                val_fraction=args.val_fraction, device=args.device,
+                                precision=args.precision, threads=args.threads,
                                 patience=args.patience, skip_bad=args.skip_bad,
                                 tta=not args.no_tta, augment=args.augment)
     except ValueError as e:  # options that do not go together
-        sys.exit(f"gz train: error: {e}")
+        sys.exit(f"gz {command}: error: {e}")
     cfg = train.with_crop(cfg, args.crop)
     if args.grayscale:
         cfg = replace(cfg, preprocess=replace(cfg.preprocess, grayscale=True))
     if args.input_size:
         cfg = train.with_input_size(cfg, args.input_size)
+    return cfg
+
+
+def _ran_on(result: dict) -> str:
+    """'cpu, bf16, 2 threads': where a run or pass ran, as resolved."""
+    threads = f", {result['threads']} threads" if result.get("threads") else ""
+    return f"{result['device']}, {result['precision']}{threads}"
+
+
+def cmd_train(args):
+    cfg = _train_config(args, "train")
     bars: dict = {}
 
     def callback(event, info):
@@ -90,7 +104,7 @@ def cmd_train(args):
     result = train.fit(args.data, cfg, out=args.out, callback=callback, resume=args.resume)
     if "train" in bars:
         bars["train"].close()
-    rows = [("model", f"{args.model} ({result['device']}, {result['precision']})"),
+    rows = [("model", f"{args.model} ({_ran_on(result)})"),
             ("train / val galaxies", f"{result['train_images']} / {result['val_images']}"),
             ("epochs", result["epochs"]), ("wall time", f"{result['seconds']:.0f} s"),
             ("val RMSE", result["val_rmse"])]
@@ -114,32 +128,33 @@ def cmd_ensemble(args):
     rows = list(zip(m["members"], m["member_val_rmse_tta"]))
     rows.append((f"ensemble of {len(m['members'])}", m["val_rmse_tta"]))
     rows.append((f"ensemble of {len(m['members'])}, one view (no TTA)", m["val_rmse"]))
-    print(f"{m['val_images']} validation galaxies, 8-view TTA unless said\n")
+    print(f"{m['val_images']} validation galaxies, 8-view TTA unless said "
+          f"({_ran_on(INFERENCE.describe())})\n")
     print(_table(rows, ("model", "val RMSE")))
     print(f"\ncheckpoint: {args.out}")
 
 
-def _load(args):
+def _load(args, labels: bool):
+    """(model, checkpoint, its CheckpointData of --data) for evaluate and predict."""
     model, ckpt = checkpoint.load(args.checkpoint)
-    return model, ckpt, checkpoint.preprocess_of(ckpt)
+    held = checkpoint.data_for(ckpt, args.data, labels=labels, skip_bad=args.skip_bad,
+                               progress=_Bar("decoding crops (once; cached)"))
+    return model, ckpt, held
 
 
 def cmd_evaluate(args):
-    model, ckpt, pp = _load(args)
-    galaxies = data.open_folder(args.data, labels=True, skip_bad=args.skip_bad)
-    crops, galaxies = data.load_crops(galaxies, pp, skip_bad=args.skip_bad,
-                                      progress=_Bar("decoding crops (once; cached)"))
-    train_idx, val_idx = checkpoint.split(galaxies, ckpt)
+    model, ckpt, held = _load(args, labels=True)
+    galaxies, val_idx = held.galaxies, held.val_idx
     if args.all:
         val_idx = np.arange(len(galaxies))
-    pred = evaluate.predict(model, crops, ckpt["input_size"], index=val_idx, tta=not args.no_tta,
-                            progress=_Bar("predicting"))
+    pred = evaluate.predict(model, held.crops, ckpt["input_size"], index=val_idx, tta=not args.no_tta,
+                            device=INFERENCE.device, progress=_Bar("predicting"))
     truth = galaxies.labels[val_idx]
     s = evaluate.scores(pred, truth)
-    base = evaluate.baselines(crops, galaxies.labels, train_idx, val_idx)
+    base = evaluate.baselines(held.crops, galaxies.labels, held.train_idx, val_idx)
     which = "all labelled galaxies" if args.all else "the validation split"
     print(f"{len(val_idx)} galaxies ({which}), model {ckpt['model_config']['name']}"
-          f"{' with 8-view TTA' if not args.no_tta else ''}\n")
+          f"{' with 8-view TTA' if not args.no_tta else ''} ({_ran_on(INFERENCE.describe())})\n")
     rows = [("model", s["rmse"])] + [(f"baseline: {k}", v) for k, v in base.items()]
     print(_table(rows, ("predictor", "RMSE")) + "\n")
     print(_table([(q.label, s["per_question"][q.number]) for q in tree.QUESTIONS],
@@ -150,23 +165,77 @@ def cmd_evaluate(args):
 
 
 def cmd_predict(args):
-    model, ckpt, pp = _load(args)
-    galaxies = data.open_folder(args.data, labels=False, skip_bad=args.skip_bad)
-    crops, galaxies = data.load_crops(galaxies, pp, skip_bad=args.skip_bad,
-                                      progress=_Bar("decoding crops (once; cached)"))
-    pred = evaluate.predict(model, crops, ckpt["input_size"], tta=not args.no_tta,
-                            progress=_Bar("predicting"))
-    evaluate.write_submission(args.out, galaxies.ids, pred)
-    print(f"wrote predictions for {len(galaxies)} galaxies to {args.out}")
-    if galaxies.skipped:
-        print(f"skipped {len(galaxies.skipped)} bad input(s):", *galaxies.skipped[:10], sep="\n  ")
+    model, ckpt, held = _load(args, labels=False)
+    pred = evaluate.predict(model, held.crops, ckpt["input_size"], tta=not args.no_tta,
+                            device=INFERENCE.device, progress=_Bar("predicting"))
+    evaluate.write_submission(args.out, held.galaxies.ids, pred)
+    print(f"wrote predictions for {len(held.galaxies)} galaxies to {args.out} "
+          f"({_ran_on(INFERENCE.describe())})")
+    if held.galaxies.skipped:
+        print(f"skipped {len(held.galaxies.skipped)} bad input(s):", *held.galaxies.skipped[:10],
+              sep="\n  ")
 
 
 def cmd_lr_find(args):
-    from . import train
-    cfg = train.TrainConfig(model=args.model, batch_size=args.batch_size)
-    found = train.lr_find(args.data, cfg)
-    print(f"suggested peak learning rate: {found['suggestion']:.2e}  (use with gz train --lr)")
+    found = train.lr_find(args.data, _train_config(args, "lr-find"))
+    print(f"suggested peak learning rate: {found['suggestion']:.2e}  (use with gz train --lr; "
+          f"{len(found['lrs'])} batches, {_ran_on(found)})")
+
+
+def add_data_options(sp: argparse.ArgumentParser, with_checkpoint: bool = False) -> None:
+    """--data and --skip-bad; with a checkpoint, --checkpoint and --no-tta too."""
+    sp.add_argument("--data", required=True, type=Path, help="Kaggle-layout folder")
+    if with_checkpoint:
+        sp.add_argument("--checkpoint", type=Path, default=None,
+                        help=f"model file (default: the shipped {checkpoint.DEFAULT_NAME})")
+        sp.add_argument("--no-tta", action="store_true",
+                        help="skip 8-view test-time augmentation (8x faster, slightly worse)")
+    sp.add_argument("--skip-bad", action="store_true",
+                    help="skip unreadable images / rows without an image and report them")
+
+
+def add_train_options(t: argparse.ArgumentParser) -> None:
+    """The options of a training run, shared by `gz train` and `gz lr-find`; defaults are
+    TrainConfig's."""
+    default = train.TrainConfig()
+    add_data_options(t)
+    t.add_argument("--model", default=default.model, choices=list(models.BACKBONES),
+                   help=f"architecture (default: {default.model}, fast on CPU)")
+    t.add_argument("--width", type=int, help="channels of the first stage, for dieleman (24) and "
+                   "xresnet (32); wider learns more per epoch but runs fewer epochs")
+    budget = t.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, help="wall-clock budget; the schedule follows it")
+    budget.add_argument("--epochs", type=int, default=default.epochs,
+                        help=f"passes over the data (default {default.epochs})")
+    t.add_argument("--lr", type=float, default=default.lr,
+                   help=f"peak learning rate (default {default.lr:g})")
+    t.add_argument("--batch-size", type=int, default=default.batch_size,
+                   help=f"default {default.batch_size}")
+    t.add_argument("--subset", type=int, help="train on only N galaxies (quick experiments)")
+    t.add_argument("--val-fraction", type=float, default=default.val_fraction,
+                   help=f"held-out share (default {default.val_fraction:g})")
+    t.add_argument("--seed", type=int, default=default.seed,
+                   help="validation split, weights and batch order")
+    t.add_argument("--init-seed", type=int, help="weights and batch order only: train ensemble "
+                   "members on the same split (see gz ensemble)")
+    t.add_argument("--crop", default=default.preprocess.crop, choices=list(data.CROP_FIELDS),
+                   help="roi (default): a square around the central galaxy, padded 1.25x and at least "
+                   "160 of the 424 px, so small galaxies fill more of the input; centre: the "
+                   "central 232 px")
+    t.add_argument("--grayscale", action="store_true", help="train on luminance only")
+    t.add_argument("--input-size", type=int, help=f"model input in pixels, over the same field "
+                   f"(default {default.input_size}: fast on CPU; 64 for long runs)")
+    t.add_argument("--augment", default=default.augment, choices=list(augment.POLICIES),
+                   help="dihedral (default): random crop in one of the 8 flips/rotations, exact "
+                   "pixels; affine: any-angle rotation, flips, shifts and zoom (bilinear)")
+    t.add_argument("--device", default=default.device, help="auto, cpu or cuda")
+    t.add_argument("--precision", default=default.precision, choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto (default): bf16 on a GPU or a CPU with bf16 instructions, else fp32 "
+                   "(the run prints what it used; GZ_CPU_BF16=1|0 overrides the CPU detection)")
+    t.add_argument("--threads", type=int, default=default.threads,
+                   help="torch CPU threads for the run (default: torch's)")
+    t.add_argument("--patience", type=int, help="stop after N epochs without improvement")
+    t.add_argument("--no-tta", action="store_true", help="skip the final 8-view TTA score")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -184,48 +253,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="random seed (same seed, same galaxies)")
     s.set_defaults(func=cmd_synth)
 
-    def common(sp, ckpt=True):
-        sp.add_argument("--data", required=True, type=Path, help="Kaggle-layout folder")
-        if ckpt:
-            sp.add_argument("--checkpoint", type=Path, default=None,
-                            help=f"model file (default: shipped {checkpoint.DEFAULT.name})")
-            sp.add_argument("--no-tta", action="store_true",
-                            help="skip 8-view test-time augmentation (8x faster, slightly worse)")
-        sp.add_argument("--skip-bad", action="store_true",
-                        help="skip unreadable images / rows without an image and report them")
-
     t = sub.add_parser("train", help="train a model; writes the best checkpoint as it goes")
-    common(t, ckpt=False)
-    t.add_argument("--model", default="dieleman", choices=list(models.BACKBONES),
-                   help="architecture (default: dieleman, fast on CPU)")
-    t.add_argument("--width", type=int, help="channels of the first stage, for dieleman (24) and "
-                   "xresnet (32); wider learns more per epoch but runs fewer epochs")
-    budget = t.add_mutually_exclusive_group()
-    budget.add_argument("--minutes", type=float, help="wall-clock budget; the schedule follows it")
-    budget.add_argument("--epochs", type=int, default=30, help="passes over the data (default 30)")
+    add_train_options(t)
     t.add_argument("--out", required=True, type=Path, help="checkpoint to write (.pt)")
-    t.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--subset", type=int, help="train on only N galaxies (quick experiments)")
-    t.add_argument("--val-fraction", type=float, default=0.1, help="held-out share (default 0.1)")
-    t.add_argument("--seed", type=int, default=0, help="validation split, weights and batch order")
-    t.add_argument("--init-seed", type=int, help="weights and batch order only: train ensemble "
-                   "members on the same split (see gz ensemble)")
-    t.add_argument("--crop", default="roi", choices=list(data.CROP_FIELDS),
-                   help="roi (default): a square around the central galaxy, padded 1.25x and at least "
-                   "160 of the 424 px, so small galaxies fill more of the input; centre: the "
-                   "central 232 px")
-    t.add_argument("--grayscale", action="store_true", help="train on luminance only")
-    t.add_argument("--input-size", type=int, help="model input in pixels, over the same field "
-                   "(default 56: fast on CPU; 64 for long runs)")
-    t.add_argument("--augment", default="dihedral", choices=list(augment.POLICIES),
-                   help="dihedral (default): random crop in one of the 8 flips/rotations, exact "
-                   "pixels; affine: any-angle rotation, flips, shifts and zoom (bilinear)")
-    t.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    t.add_argument("--patience", type=int, help="stop after N epochs without improvement")
     t.add_argument("--resume", action="store_true", help="continue from --out if it exists")
-    t.add_argument("--no-tta", action="store_true", help="skip the final 8-view TTA score")
     t.set_defaults(func=cmd_train)
 
     en = sub.add_parser("ensemble", help="average trained checkpoints into one, scored on their "
@@ -245,21 +276,19 @@ def parser() -> argparse.ArgumentParser:
     en.set_defaults(func=cmd_ensemble)
 
     e = sub.add_parser("evaluate", help="RMSE overall and per question, beside the baselines")
-    common(e)
+    add_data_options(e, with_checkpoint=True)
     e.add_argument("--all", action="store_true",
                    help="score every labelled galaxy (default: the checkpoint's validation split)")
     e.add_argument("--out", type=Path, help="also write the predictions table (CSV)")
     e.set_defaults(func=cmd_evaluate)
 
     pr = sub.add_parser("predict", help="write a Kaggle submission CSV for a folder of images")
-    common(pr)
+    add_data_options(pr, with_checkpoint=True)
     pr.add_argument("--out", required=True, type=Path, help="CSV to write")
     pr.set_defaults(func=cmd_predict)
 
-    lf = sub.add_parser("lr-find", help="learning-rate range test")
-    lf.add_argument("--data", required=True, type=Path)
-    lf.add_argument("--model", default="dieleman", choices=list(models.BACKBONES))
-    lf.add_argument("--batch-size", type=int, default=64)
+    lf = sub.add_parser("lr-find", help="learning-rate range test, with gz train's options")
+    add_train_options(lf)
     lf.set_defaults(func=cmd_lr_find)
     return p
 

@@ -65,20 +65,19 @@ def combine(paths, out, data_dir, progress=None, storage: str = "float32") -> di
     model.eval()
     first, size = ckpts[0], ckpts[0]["input_size"]
     pp = checkpoint.preprocess_of(first)
-    crops, galaxies = data.load_crops(data.open_folder(data_dir, labels=True), pp)
-    _, val_idx = checkpoint.split(galaxies, first)
-    truth = galaxies.labels[val_idx]
+    held = checkpoint.data_for(first, data_dir, labels=True)
+    truth = held.galaxies.labels[held.val_idx]
     # the ensemble's prediction is the mean of its members': each member runs once per view set
-    preds = {tta: [evaluate.predict(m, crops, size, index=val_idx, tta=tta, progress=progress)
+    preds = {tta: [evaluate.predict(m, held.crops, size, index=held.val_idx, tta=tta, progress=progress)
                    for m in model.members] for tta in (False, True)}
     fraction, seed = checkpoint.split_of(first)
-    metrics = {"members": [source for source, _, _, _ in parts], "val_images": len(val_idx),
+    metrics = {"members": [source for source, _, _, _ in parts], "val_images": len(held.val_idx),
                "train_images": (first.get("metrics") or {}).get("train_images"),
                "val_rmse": evaluate.rmse(np.mean(preds[False], axis=0), truth),
                "val_rmse_tta": evaluate.rmse(np.mean(preds[True], axis=0), truth),
                "member_val_rmse_tta": [evaluate.rmse(p, truth) for p in preds[True]]}
-    checkpoint.save(out, model, model_config=config, preprocess=pp, input_size=size, metrics=metrics,
+    checkpoint.save(out, model, preprocess=pp, input_size=size, metrics=metrics,
                     train_config={"val_fraction": fraction, "seed": seed,
                                   "members": [t for _, _, _, t in parts]},
-                    data_fingerprint=data.fingerprint(galaxies, pp), storage=storage)
+                    data_fingerprint=data.fingerprint(held.galaxies, pp), storage=storage)
     return metrics

@@ -2,7 +2,6 @@
 test-time augmentation, the predictions table and Kaggle submission files."""
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -12,40 +11,36 @@ import torch
 from . import augment, tree
 
 
-def autocast(device: torch.device, precision: str):
-    """Mixed-precision context for `precision` in {fp32, bf16, fp16}; a no-op for fp32."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
+def model_inputs(crops, input_size: int, index=None, batch_size: int = 256,
+                 device: torch.device | str = "cpu"):
+    """(rows done, float batch) over the central `input_size` pixels of uint8 crops (N, H, W, C),
+    or of the rows `index` of them, read chunk by chunk (a memory-mapped cache is never copied
+    whole); channels-last, the faster layout for convolutions."""
+    index = np.arange(len(crops)) if index is None else np.asarray(index)
+    for i in range(0, len(index), batch_size):
+        batch = torch.from_numpy(np.array(crops[index[i:i + batch_size]]))  # a writable copy
+        x = augment.centre(augment.to_float(batch.to(device)), input_size)
+        yield min(i + batch_size, len(index)), x.contiguous(memory_format=torch.channels_last)
 
 
 @torch.inference_mode()
 def predict(model, crops, input_size: int, tta: bool = False, batch_size: int = 256,
-            device: torch.device | str = "cpu", precision: str = "fp32", progress=None,
-            index=None) -> np.ndarray:
-    """Model outputs (N, 37) for uint8 crops (N, H, W, C), or for the rows `index` of them, read
-    chunk by chunk (a memory-mapped cache is never copied whole). `tta` averages the 8
-    flips/rotations, run as one batch of 8x the size."""
-    device = torch.device(device)
+            device: torch.device | str = "cpu", progress=None, index=None) -> np.ndarray:
+    """Model outputs (N, 37), in fp32, for uint8 crops (N, H, W, C) or for the rows `index` of
+    them. `tta` averages the 8 flips/rotations, run as one batch of 8x the size."""
     model.eval()
-    index = np.arange(len(crops)) if index is None else np.asarray(index)
+    n = len(crops) if index is None else len(index)
     out = []
-    n = len(index)
-    step = max(1, batch_size // 8) if tta else batch_size
-    for i in range(0, n, step):
-        batch = torch.from_numpy(np.array(crops[index[i:i + step]]))  # a writable copy
-        x = augment.centre(augment.to_float(batch.to(device)), input_size)
+    for done, x in model_inputs(crops, input_size, index, max(1, batch_size // 8) if tta else batch_size,
+                                device):
         if tta:
             x = torch.cat([augment.dihedral(x, k) for k in range(8)])
-        x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device, precision):
-            y = model(x).float()
+        y = model(x).float()
         if tta:
             y = y.view(8, -1, y.shape[-1]).mean(0)
         out.append(y.cpu().numpy())
         if progress:
-            progress(min(i + step, n), n)
+            progress(done, n)
     return np.concatenate(out) if out else np.zeros((0, tree.N_ANSWERS), np.float32)
 
 

@@ -9,7 +9,8 @@ Maps are normalised per image, so they compare places within a galaxy, not betwe
 unsigned methods (saliency, smoothgrad, gradcam) give [0, 1], signed ones (integrated_gradients,
 occlusion) give [-1, 1], positive where the pixels raise the answer. Grad-CAM keeps only regions
 that raise the answer: an all-zero map means none does. Its resolution is the backbone's last
-feature map (4x4 for dieleman, 2x2 for the resnets at 64 px input), upsampled.
+feature map, upsampled: 3x3 for dieleman at `gz train`'s default 56 px input and 4x4 at 64 px;
+2x2 for the resnets and xresnets at both.
 """
 from __future__ import annotations
 

@@ -241,11 +241,16 @@ def build(name: str = "dieleman", head: str = "tree", in_channels: int = 3, n_ou
           members: list[dict] | None = None) -> GalaxyModel | Ensemble:
     """A model by name (see BACKBONES) with the decision-tree head or a regression head.
     `width` (channels of the first stage) overrides the family's default where it has one.
-    name "ensemble" averages the models built from the configs in `members`."""
+    name "ensemble" averages the models built from the configs in `members`.
+    The model carries the arguments that rebuild it as `model.config` (checkpoints store it)."""
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
     if name == "ensemble":
         if not members:
             raise ValueError("an ensemble needs at least one member config")
-        return Ensemble([build(**config) for config in members])
+        model = Ensemble([build(**config) for config in members])
+        model.config = {"name": name, "head": head, "members": [m.config for m in model.members]}
+        return model
     if name not in BACKBONES:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(BACKBONES)}")
     if width is not None and not has_width(name):
@@ -254,6 +259,9 @@ def build(name: str = "dieleman", head: str = "tree", in_channels: int = 3, n_ou
     backbone = BACKBONES[name](in_channels=in_channels, **options)
     head_module = TreeHead(backbone.out_features) if head == "tree" else \
         RegressionHead(backbone.out_features, n_outputs)
-    mean = [0.0] * in_channels if mean is None else mean
-    std = [1.0] * in_channels if std is None else std
-    return GalaxyModel(backbone, head_module, mean, std)
+    mean = [0.0] * in_channels if mean is None else [float(v) for v in mean]
+    std = [1.0] * in_channels if std is None else [float(v) for v in std]
+    model = GalaxyModel(backbone, head_module, mean, std)
+    model.config = {"name": name, "head": head, "in_channels": in_channels, "mean": mean, "std": std,
+                    "width": width, **({"n_outputs": n_outputs} if head == "regression" else {})}
+    return model

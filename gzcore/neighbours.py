@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import augment, models
+from . import evaluate, models
 
 
 @torch.inference_mode()
@@ -18,14 +18,10 @@ def embed(model, crops, input_size: int, batch_size: int = 256, device: torch.de
     -> float32 (N, D). The model is put in eval mode."""
     model.eval()
     out = []
-    n = len(crops)
-    for i in range(0, n, batch_size):
-        batch = torch.from_numpy(np.array(crops[i:i + batch_size])).to(device)
-        x = augment.centre(augment.to_float(batch), input_size)
-        x = x.contiguous(memory_format=torch.channels_last)  # faster convolutions on CPU
+    for done, x in evaluate.model_inputs(crops, input_size, batch_size=batch_size, device=device):
         out.append(torch.nn.functional.normalize(model.embed(x).float(), dim=1).cpu().numpy())
         if progress:
-            progress(min(i + batch_size, n), n)
+            progress(done, len(crops))
     if out:
         return np.concatenate(out)
     return np.zeros((0, sum(m.backbone.out_features for m in models.members(model))), np.float32)

@@ -58,7 +58,8 @@ class Run:
             return f"failed: {self.error}"
         if self.result:
             stopped = " (stopped early)" if self.stop.is_set() else ""
-            return f"done{stopped}: best validation RMSE {self.result['val_rmse']:.4f}"
+            return (f"done{stopped}: best validation RMSE {self.result['val_rmse']:.4f} "
+                    f"({self.result['device']}, {self.result['precision']})")
         if self.stop.is_set():
             return "stopping after the current batch…"
         kinds = [event for event, _ in self.events]

@@ -6,8 +6,9 @@ ingredients (Sérsic bulge, inclined exponential disk, bar, logarithmic arms, ri
 companion, tidal tails, clumps) at about SDSS pixel scale, blurred by seeing, given sky noise, shown
 with the Lupton arcsinh stretch, resampled to the 424 px cutout and saved as JPEG, as the real
 cutouts were. Its labels come from simulated volunteers who walk the real tree (`gzcore.tree`) and
-see less as features get smaller, fainter or more inclined. Image statistics follow
-`shared/docs/galaxy-zoo-images.md`. Galaxy `i` depends only on `(seed, i)`.
+see less as features get smaller, fainter or more inclined. Image statistics (galaxy sizes, sky
+level, noise, colours) follow those measured on the real Kaggle cutouts. Galaxy `i` depends only on
+`(seed, i)`.
 """
 from __future__ import annotations
 

@@ -1,11 +1,13 @@
 """One training routine for CPU and CUDA: AdamW + one-cycle schedule, MSE (the Kaggle metric
-squared), mixed precision where the hardware gains from it, validation every epoch, atomic
-checkpoints, resume, early stopping, an LR finder and progress callbacks.
+squared), mixed precision where the hardware gains from it, validation every epoch (in fp32),
+atomic checkpoints, resume, early stopping, an LR finder and progress callbacks.
 
-Device choices are settled once in `Setup`; the loop itself has no device branches.
+Device and precision are settled once in `Setup`; `Learner.step` is the one training step that
+`fit` and `lr_find` share.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -72,7 +74,7 @@ def cpu_has_native_bf16() -> bool:
 
 @dataclass
 class Setup:
-    """Device, precision and data placement, decided once."""
+    """Device and training precision, decided once (`precision="auto"` resolved)."""
     device: torch.device
     precision: str
 
@@ -86,6 +88,19 @@ class Setup:
             else:
                 precision = "bf16" if cpu_has_native_bf16() else "fp32"
         return cls(dev, precision)
+
+    def describe(self) -> dict:
+        """{'device', 'precision', 'threads'} as resolved (threads: torch's, on a CPU), for
+        checkpoints and printed summaries."""
+        threads = torch.get_num_threads() if self.device.type == "cpu" else None
+        return {"device": str(self.device), "precision": self.precision, "threads": threads}
+
+    def autocast(self):
+        """The mixed-precision context of the training forward pass; a no-op for fp32."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
 
 
 def one_cycle(progress: float, peak: float, warmup: float) -> float:
@@ -115,15 +130,20 @@ class Prepared:
 
 
 def prepare(data_dir, cfg: TrainConfig, cache_dir=None, progress=None) -> Prepared:
-    galaxies = data.open_folder(data_dir, labels=True, skip_bad=cfg.skip_bad)
-    crops, galaxies = data.load_crops(galaxies, cfg.preprocess, cache_dir=cache_dir,
-                                      skip_bad=cfg.skip_bad, progress=progress)
+    """Open a labelled folder, decode its crops (cached) and split it, as `fit` reads it."""
+    crops, galaxies = data.load_folder(data_dir, cfg.preprocess, labels=True, skip_bad=cfg.skip_bad,
+                                       cache_dir=cache_dir, progress=progress)
+    return prepared(galaxies, crops, cfg, data.fingerprint(galaxies, cfg.preprocess))
+
+
+def prepared(galaxies: data.GalaxySet, crops: np.ndarray, cfg: TrainConfig, fingerprint: str) -> Prepared:
+    """`Prepared` from galaxies and their crops: `cfg`'s split (and subset), and the normalisation
+    statistics of the training rows alone (at most 2,000 of them)."""
     train_idx, val_idx = data.split(galaxies, cfg.val_fraction, cfg.seed)
     if cfg.subset:
         train_idx = train_idx[:cfg.subset]
     mean, std = channel_stats(crops, np.sort(train_idx[:2000]))
-    return Prepared(galaxies, crops, train_idx, val_idx, mean, std,
-                    data.fingerprint(galaxies, cfg.preprocess), galaxies.skipped)
+    return Prepared(galaxies, crops, train_idx, val_idx, mean, std, fingerprint, galaxies.skipped)
 
 
 def channel_stats(crops, index, chunk: int = 256) -> tuple[list[float], list[float]]:
@@ -165,130 +185,188 @@ class Batches:
             yield x, self.labels[torch.from_numpy(pos).to(self.device)]
 
 
+@dataclass
+class Learner:
+    """A model with its optimiser and loss scaler on a device: what one training step needs."""
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    setup: Setup
+    cfg: TrainConfig
+    gen: torch.Generator
+    answer_weights: torch.Tensor | None = None
+
+    @classmethod
+    def create(cls, cfg: TrainConfig, setup: Setup, prep: Prepared, gen: torch.Generator,
+               model: torch.nn.Module | None = None) -> "Learner":
+        """A fresh model of `cfg` (normalised by `prep`'s statistics), or `model` when given."""
+        if model is None:
+            model = models.build(cfg.model, in_channels=cfg.preprocess.channels, mean=prep.mean,
+                                 std=prep.std, width=cfg.width)
+        model = model.to(setup.device, memory_format=torch.channels_last)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        weights = None if cfg.answer_weights is None else \
+            torch.tensor(cfg.answer_weights, dtype=torch.float32, device=setup.device)
+        return cls(model, opt, torch.amp.GradScaler(enabled=setup.precision == "fp16"), setup, cfg,
+                   gen, weights)
+
+    def step(self, images: torch.Tensor, labels: torch.Tensor, lr: float) -> float:
+        """One optimiser step at learning rate `lr` on an augmented uint8 batch; returns the loss."""
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        x = augment.POLICIES[self.cfg.augment](augment.to_float(images), self.gen,
+                                               out_size=self.cfg.input_size)
+        with self.setup.autocast():
+            loss = loss_fn(self.model(x.contiguous(memory_format=torch.channels_last)), labels,
+                           self.answer_weights)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        return loss.item()
+
+
+class Schedule:
+    """How far the run is, in [0, 1]: by the wall clock when it has a time budget, else by steps.
+    A resumed run starts from its checkpoint's progress (steps) or time spent (budget)."""
+
+    def __init__(self, cfg: TrainConfig, steps_per_epoch: int, progress: float = 0.0, spent: float = 0.0):
+        self.budget = cfg.minutes * 60 if cfg.minutes else None
+        self.total_steps = cfg.epochs * steps_per_epoch
+        self.steps = 0 if self.budget else round(progress * self.total_steps)
+        self.start = time.time() - spent
+
+    @property
+    def progress(self) -> float:
+        return (self.elapsed() / self.budget) if self.budget else self.steps / self.total_steps
+
+    def elapsed(self) -> float:
+        return time.time() - self.start
+
+
+def _stopped(stop) -> bool:
+    return stop is not None and stop.is_set()
+
+
+def train_one_epoch(learner: Learner, batches: Batches, schedule: Schedule, epoch: int,
+                    callback, stop=None) -> tuple[int, float]:
+    """One pass over shuffled batches, cut short when the schedule ends or `stop` is set.
+    Returns (images seen, summed loss); reports a 'step' event per batch."""
+    cfg = learner.cfg
+    learner.model.train()
+    seen, loss_sum = 0, 0.0
+    for images, labels in batches:
+        progress = schedule.progress
+        if progress >= 1.0 or _stopped(stop):
+            break
+        loss = learner.step(images, labels, one_cycle(progress, cfg.lr, cfg.warmup))
+        schedule.steps += 1
+        seen += len(images)
+        loss_sum += loss * len(images)
+        callback("step", {"epoch": epoch, "progress": progress, "loss": loss})
+    return seen, loss_sum
+
+
+def validate(model, prep: Prepared, input_size: int, device: torch.device, tta: bool = False) -> float:
+    """RMSE on the held-out rows (nan when there are none), always in fp32: a score means the same
+    whichever precision trained the model."""
+    if not len(prep.val_idx):
+        return math.nan
+    pred = evaluate.predict(model, prep.crops, input_size, index=prep.val_idx, tta=tta, device=device)
+    return evaluate.rmse(pred, prep.galaxies.labels[prep.val_idx])
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """torch's CPU thread count set to `threads` (None: unchanged) for the block, then restored."""
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, stop=None,
         resume: bool = False, cache_dir=None, prepared: Prepared | None = None) -> dict:
     """Train a model on a labelled Kaggle-layout folder and return its metrics.
 
     callback(event, info) is called with event in {'data', 'step', 'epoch', 'done'};
     `stop` is an optional threading.Event: set it to end the run after the current batch.
-    The best model (by validation RMSE) is written to `out` after every improving epoch.
+    The best model (by validation RMSE) is written to `out` after every improving epoch, and
+    the checkpoint records the device and precision the run resolved.
     `cfg.threads` applies for the duration of the run; torch's thread count is restored after.
     """
-    previous_threads = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
-        return _fit(data_dir, cfg, out, callback or (lambda event, info: None), stop, resume,
-                    cache_dir, prepared)
-    finally:
-        torch.set_num_threads(previous_threads)
-
-
-def _fit(data_dir, cfg, out, callback, stop, resume, cache_dir, prepared) -> dict:
-    started = time.time()
-    setup = Setup.choose(cfg.device, cfg.precision)
-    init_seed = cfg.seed if cfg.init_seed is None else cfg.init_seed
-    torch.manual_seed(init_seed)
-    gen = torch.Generator().manual_seed(init_seed)
-    prep = prepared or prepare(data_dir, cfg, cache_dir,
-                               progress=lambda d, n: callback("data", {"done": d, "total": n}))
-    labels = prep.galaxies.labels
-    model_config = {"name": cfg.model, "head": "tree", "in_channels": cfg.preprocess.channels,
-                    "mean": prep.mean, "std": prep.std, "width": cfg.width}
-    model = models.build(**model_config).to(setup.device, memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scaler = torch.amp.GradScaler(enabled=setup.precision == "fp16")
-    weights = None if cfg.answer_weights is None else \
-        torch.tensor(cfg.answer_weights, dtype=torch.float32, device=setup.device)
-    history: list[dict] = []
-    progress, best, best_state, spent = 0.0, math.inf, None, 0.0
-    if resume and out and Path(out).is_file():
-        model, ckpt = checkpoint.load(out, expect_model=cfg.model)
-        model.to(setup.device, memory_format=torch.channels_last)
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        if "optimizer" in ckpt:
-            opt.load_state_dict(ckpt["optimizer"])
-        progress, history = ckpt.get("progress") or 0.0, ckpt["history"]
-        best = ckpt["metrics"].get("val_rmse", math.inf)
-        spent = history[-1]["seconds"] if history else 0.0
-    batches = Batches(prep.crops, labels, prep.train_idx, cfg.batch_size, setup.device, gen)
-    if len(batches) == 0:
-        raise data.DataError(f"{data_dir}: only {len(prep.train_idx)} training galaxies; need at "
-                             f"least one batch of {cfg.batch_size}")
-    total_steps = cfg.epochs * len(batches)
-    budget = cfg.minutes * 60 if cfg.minutes else None
-    step = round(progress * total_steps) if not budget else 0
-    loop_start = time.time() - spent
-    epoch = len(history)
-    stale = 0
-
-    def save(path, metrics):
-        checkpoint.save(path, model, model_config=model_config, preprocess=cfg.preprocess,
-                        input_size=cfg.input_size, metrics=metrics, history=history,
-                        train_config=_jsonable(cfg), optimizer=opt, progress=progress,
-                        data_fingerprint=prep.fingerprint)
-
-    while progress < 1.0 and not (stop is not None and stop.is_set()):
-        model.train()
-        seen, loss_sum = 0, 0.0
-        for xb, yb in batches:
-            progress = (time.time() - loop_start) / budget if budget else step / total_steps
-            if progress >= 1.0 or (stop is not None and stop.is_set()):
-                break
-            for group in opt.param_groups:
-                group["lr"] = one_cycle(progress, cfg.lr, cfg.warmup)
-            x = augment.POLICIES[cfg.augment](augment.to_float(xb), gen, out_size=cfg.input_size)
-            x = x.contiguous(memory_format=torch.channels_last)
-            with evaluate.autocast(setup.device, setup.precision):
-                loss = loss_fn(model(x), yb, weights)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            step += 1
-            seen += len(xb)
-            loss_sum += loss.item() * len(xb)
-            callback("step", {"epoch": epoch, "progress": progress, "loss": loss.item()})
-        if not budget:
-            progress = step / total_steps
-        if seen == 0:
-            break
-        pred = evaluate.predict(model, prep.crops, cfg.input_size, index=prep.val_idx,
-                                device=setup.device, precision=setup.precision)
-        val_rmse = evaluate.rmse(pred, labels[prep.val_idx]) if len(prep.val_idx) else math.nan
-        epoch += 1
-        history.append({"epoch": epoch, "train_rmse": math.sqrt(loss_sum / seen), "val_rmse": val_rmse,
-                        "lr": opt.param_groups[0]["lr"], "seconds": time.time() - loop_start,
-                        "images": seen})
-        improved = val_rmse < best or math.isnan(best)
-        if improved:
-            best, stale = val_rmse, 0
+    callback = callback or (lambda event, info: None)
+    with torch_threads(cfg.threads):
+        started = time.time()
+        setup = Setup.choose(cfg.device, cfg.precision)
+        init_seed = cfg.seed if cfg.init_seed is None else cfg.init_seed
+        torch.manual_seed(init_seed)
+        gen = torch.Generator().manual_seed(init_seed)
+        prep = prepared or prepare(data_dir, cfg, cache_dir,
+                                   progress=lambda d, n: callback("data", {"done": d, "total": n}))
+        ran_on = setup.describe()
+        history: list[dict] = []
+        best, progress, spent, previous = math.inf, 0.0, 0.0, None
+        if resume and out and Path(out).is_file():
+            previous, ckpt = checkpoint.load(out, expect_model=cfg.model)
+            history, progress = ckpt["history"], ckpt.get("progress") or 0.0
+            best = ckpt["metrics"].get("val_rmse", math.inf)
+            spent = history[-1]["seconds"] if history else 0.0
+        learner = Learner.create(cfg, setup, prep, gen, model=previous)
+        model, best_state, stale = learner.model, None, 0
+        if previous is not None:  # the file holds the best epoch so far: it stays the best until beaten
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            if out:
-                save(out, {"val_rmse": val_rmse, "epoch": epoch})
-        else:
-            stale += 1
-        callback("epoch", dict(history[-1], best_val_rmse=best))
-        if cfg.patience and stale >= cfg.patience:
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    result = {"val_rmse": best, "epochs": epoch, "seconds": time.time() - started,
-              "train_images": len(prep.train_idx), "val_images": len(prep.val_idx),
-              "device": str(setup.device), "precision": setup.precision,
-              "skipped": prep.skipped, "history": history}
-    if len(prep.val_idx) and cfg.tta:
-        pred = evaluate.predict(model, prep.crops, cfg.input_size, index=prep.val_idx, tta=True,
-                                device=setup.device, precision=setup.precision)
-        result["val_rmse_tta"] = evaluate.rmse(pred, labels[prep.val_idx])
-    result["seconds"] = time.time() - started
-    if out:
-        metrics = {k: result[k] for k in ("val_rmse", "val_rmse_tta", "epochs", "seconds",
-                                          "train_images", "val_images") if k in result}
-        save(out, metrics)
-    result["model"] = model
-    callback("done", {k: v for k, v in result.items() if k != "model"})
-    return result
+            if "optimizer" in ckpt:
+                learner.opt.load_state_dict(ckpt["optimizer"])
+        batches = Batches(prep.crops, prep.galaxies.labels, prep.train_idx, cfg.batch_size,
+                          setup.device, gen)
+        if len(batches) == 0:
+            raise data.DataError(f"{data_dir}: only {len(prep.train_idx)} training galaxies; need at "
+                                 f"least one batch of {cfg.batch_size}")
+        schedule = Schedule(cfg, len(batches), progress, spent)
+
+        def save(metrics):
+            checkpoint.save(out, model, preprocess=cfg.preprocess, input_size=cfg.input_size,
+                            metrics={**metrics, **ran_on}, history=history, train_config=_jsonable(cfg),
+                            optimizer=learner.opt, progress=min(schedule.progress, 1.0),
+                            data_fingerprint=prep.fingerprint)
+
+        while schedule.progress < 1.0 and not _stopped(stop):
+            epoch = len(history)
+            seen, loss_sum = train_one_epoch(learner, batches, schedule, epoch, callback, stop)
+            if seen == 0:
+                break
+            val_rmse = validate(model, prep, cfg.input_size, setup.device)
+            history.append({"epoch": epoch + 1, "train_rmse": math.sqrt(loss_sum / seen),
+                            "val_rmse": val_rmse, "lr": learner.opt.param_groups[0]["lr"],
+                            "seconds": schedule.elapsed(), "images": seen})
+            if val_rmse < best or math.isnan(best):
+                best, stale = val_rmse, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                if out:
+                    save({"val_rmse": val_rmse, "epoch": epoch + 1})
+            else:
+                stale += 1
+            callback("epoch", dict(history[-1], best_val_rmse=best))
+            if cfg.patience and stale >= cfg.patience:
+                break
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        result = {"val_rmse": best, "epochs": len(history), "train_images": len(prep.train_idx),
+                  "val_images": len(prep.val_idx), **ran_on, "skipped": prep.skipped,
+                  "history": history}
+        if len(prep.val_idx) and cfg.tta:
+            result["val_rmse_tta"] = validate(model, prep, cfg.input_size, setup.device, tta=True)
+        result["seconds"] = time.time() - started
+        if out:
+            save({k: result[k] for k in ("val_rmse", "val_rmse_tta", "epochs", "seconds",
+                                         "train_images", "val_images") if k in result})
+        callback("done", dict(result))
+        result["model"] = model
+        return result
 
 
 def _jsonable(cfg: TrainConfig) -> dict:
@@ -319,39 +397,35 @@ def config_from_dict(d: dict) -> TrainConfig:
 
 def lr_find(data_dir, cfg: TrainConfig = TrainConfig(), start: float = 1e-5, end: float = 1.0,
             steps: int = 80, cache_dir=None, prepared: Prepared | None = None) -> dict:
-    """Leslie Smith's range test: raise the LR exponentially for `steps` batches and record the
-    smoothed loss. Suggests the LR of steepest descent. Returns {'lrs', 'losses', 'suggestion'}."""
-    setup = Setup.choose(cfg.device, cfg.precision)
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    prep = prepared or prepare(data_dir, cfg, cache_dir)
-    model = models.build(cfg.model, in_channels=cfg.preprocess.channels, mean=prep.mean,
-                         std=prep.std, width=cfg.width)
-    model = model.to(setup.device, memory_format=torch.channels_last).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=start, weight_decay=cfg.weight_decay)
-    batches = Batches(prep.crops, prep.galaxies.labels, prep.train_idx, cfg.batch_size,
-                      setup.device, gen)
-    lrs, losses, smooth = [], [], None
-    i = 0
-    while i < steps:
-        for xb, yb in batches:
-            lr = start * (end / start) ** (i / (steps - 1))
-            for group in opt.param_groups:
-                group["lr"] = lr
-            x = augment.POLICIES[cfg.augment](augment.to_float(xb), gen, out_size=cfg.input_size)
-            with evaluate.autocast(setup.device, setup.precision):
-                loss = loss_fn(model(x.contiguous(memory_format=torch.channels_last)), yb, None)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            smooth = loss.item() if smooth is None else 0.9 * smooth + 0.1 * loss.item()
-            lrs.append(lr)
-            losses.append(smooth)
-            i += 1
-            if i >= steps or (i > 10 and losses[-1] > 4 * min(losses)):
-                break
-        if i > 10 and losses[-1] > 4 * min(losses):
-            break
+    """Leslie Smith's range test: raise the LR exponentially for `steps` batches (the training step
+    of `fit`, augmentation and precision included) and record the smoothed loss. Suggests the LR of
+    steepest descent. Returns {'lrs', 'losses', 'suggestion'} and `Setup.describe`'s keys."""
+    with torch_threads(cfg.threads):
+        setup = Setup.choose(cfg.device, cfg.precision)
+        torch.manual_seed(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        prep = prepared or prepare(data_dir, cfg, cache_dir)
+        learner = Learner.create(cfg, setup, prep, gen)
+        learner.model.train()
+        batches = Batches(prep.crops, prep.galaxies.labels, prep.train_idx, cfg.batch_size,
+                          setup.device, gen)
+        if len(batches) == 0:
+            raise data.DataError(f"{data_dir}: only {len(prep.train_idx)} training galaxies; need at "
+                                 f"least one batch of {cfg.batch_size}")
+        lrs, losses, smooth = [], [], None
+
+        def diverged():
+            return len(losses) > 10 and losses[-1] > 4 * min(losses)
+        while len(lrs) < steps and not diverged():
+            for images, labels in batches:
+                lr = start * (end / start) ** (len(lrs) / (steps - 1))
+                loss = learner.step(images, labels, lr)
+                smooth = loss if smooth is None else 0.9 * smooth + 0.1 * loss
+                lrs.append(lr)
+                losses.append(smooth)
+                if len(lrs) >= steps or diverged():
+                    break
+        ran_on = setup.describe()
     grads = np.gradient(np.log(np.maximum(losses, 1e-12)), np.log(lrs))
     k = int(np.argmin(grads[: int(np.argmin(losses)) + 1]))
-    return {"lrs": lrs, "losses": losses, "suggestion": float(lrs[k])}
+    return {"lrs": lrs, "losses": losses, "suggestion": float(lrs[k]), **ran_on}

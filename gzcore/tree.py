@@ -3,9 +3,9 @@
 One source of truth for the 11 questions and 37 answers. Torch-free: plain data plus numpy helpers.
 
 The labels are *weighted* vote fractions: each answer's fraction is multiplied by the weight with
-which its question is reached ("reach"). Two quirks of the released data (see
-`shared/docs/galaxy-zoo-tree.md`): Q5 is reached with weight Class2.2 (both Q4 answers lead there),
-and Q6 sums to 1 for every galaxy (not 1 - Class1.3).
+which its question is reached ("reach"). Two quirks of the labels as Kaggle released them: Q5 is
+reached with weight Class2.2 (both Q4 answers lead there), and Q6 sums to 1 for every galaxy (not
+1 - Class1.3).
 """
 from __future__ import annotations
 

@@ -1,11 +1,16 @@
-"""The dashboard in a real Chromium against `streamlit run app.py`: browse, open a galaxy, explain
-it, evaluate, play a round, train a tiny model. Screenshots go to artifacts/screenshots/."""
+"""The dashboard in a real Chromium against `streamlit run app.py`: deep links into a fresh server,
+browse, open a galaxy, explain it, evaluate, play a round, train a tiny model. Screenshots go to
+artifacts/screenshots/."""
 import re
+from urllib.parse import parse_qs, urlsplit
 
+import pandas as pd
 import pytest
 from conftest import ROOT
 
-from dashboard.browser import CHROMIUM, chromium, goto, server, settle, snap
+from benchmarks.browser import CHROMIUM, chromium, goto, server, settle, snap
+from gzcore import data
+from gzcore.dashboard import navigation
 
 SHOTS = ROOT / "artifacts" / "screenshots"
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
@@ -26,10 +31,37 @@ def page(url):
         yield page
 
 
+@pytest.mark.parametrize("target", [navigation.HOME, navigation.BROWSE, navigation.GALAXY],
+                         ids=lambda p: p.name)
+def test_a_fresh_servers_first_request_deep_links_through_app(dashboard_env, tmp_path, target):
+    """Until st.navigation has run once, Streamlit runs a deep-linked pages/<name>.py without app.py
+    (its pages/ folder mode), and / as app.py inside that mode: the page config, URL sync and
+    sidebar must still be there."""
+    ids = pd.read_csv(f"{dashboard_env['GZ_DATA']}/{data.LABELS_FILE}").GalaxyID
+    gid = int(ids.iloc[-1])  # not the first: without the URL sync the Galaxy page shows the first one
+    ready = {navigation.HOME: "Validation RMSE", navigation.BROWSE: "galaxies match",
+             navigation.GALAXY: "Galaxies like this one"}[target]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with server({**dashboard_env, "GZ_CACHE": str(tmp_path / "gzcache")}) as base, chromium() as page:
+        goto(page, f"{base}/{target.url_path}?galaxy={gid}", ready)  # the server's first session
+        assert page.title() == "Galaxy Zoo 2 morphology"  # app.py's set_page_config
+        caption = page.get_by_test_id("stSidebar").get_by_test_id("stCaptionContainer").inner_text()
+        assert "Data: universe" in caption and "Model: quick.pt" in caption  # app.py's sidebar
+        nav = page.get_by_test_id("stSidebarNav")
+        links = nav.get_by_test_id("stSidebarNavLink").all_inner_texts()  # "<icon name>\n\n<title>"
+        assert [text.splitlines()[-1] for text in links] == [p.title for p in navigation.PAGES]
+        assert all(nav.get_by_text(s, exact=True).count() == 1 for s in navigation.SECTIONS if s)
+        address = urlsplit(page.url)
+        assert address.path == f"/{target.url_path}" and parse_qs(address.query)["galaxy"] == [str(gid)]
+        if target is navigation.GALAXY:
+            assert page.get_by_role("heading", name=f"Galaxy {gid}").count() == 1
+        snap(page, SHOTS / f"deep-link-{target.name}.png")
+
+
 def test_home_browse_galaxy_explain(page, url):
     goto(page, url, "Validation RMSE")
     snap(page, SHOTS / "home.png")
-    goto(page, f"{url}/browse", "galaxies match")
+    goto(page, f"{url}/{navigation.BROWSE.url_path}", "galaxies match")
     snap(page, SHOTS / "browse.png")
     page.get_by_role("button", name=re.compile(r"^Open \d+$")).first.click()
     page.get_by_role("heading", name="The 11 questions").wait_for()
@@ -47,15 +79,15 @@ def test_home_browse_galaxy_explain(page, url):
 
 
 def test_evaluate_and_dataset(page, url):
-    goto(page, f"{url}/evaluate", "Top answer: crowd vs model")
+    goto(page, f"{url}/{navigation.EVALUATE.url_path}", "Top answer: crowd vs model")
     page.wait_for_function("document.querySelectorAll('[data-testid=stPlotlyChart]').length >= 6")
     snap(page, SHOTS / "evaluate.png")
-    goto(page, f"{url}/dataset", "The most confident galaxy for each answer")
+    goto(page, f"{url}/{navigation.DATASET.url_path}", "The most confident galaxy for each answer")
     snap(page, SHOTS / "dataset.png")
 
 
 def test_play_a_round(page, url):
-    goto(page, f"{url}/play", "Question 1")
+    goto(page, f"{url}/{navigation.PLAY.url_path}", "Question 1")
     verdict = page.get_by_text("with the crowd").or_(page.get_by_text("The crowd's top answer"))
     for n in range(2, 12):  # the longest walk through the tree is 9 questions
         # answer buttons have keys play_<q>_<k>; a stale button left from the last run would ignore the click
@@ -69,7 +101,7 @@ def test_play_a_round(page, url):
 
 
 def test_train_a_tiny_model(page, url):
-    goto(page, f"{url}/train", "Start training")
+    goto(page, f"{url}/{navigation.TRAIN.url_path}", "Start training")
     page.get_by_label("Epochs").fill("1")
     page.get_by_label("Training galaxies (0 = all)").fill("64")
     page.get_by_role("button", name="Start training").click()

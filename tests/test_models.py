@@ -42,15 +42,33 @@ def test_grayscale_input():
     assert m(torch.rand(1, 1, 64, 64)).shape == (1, 37)
 
 
-def test_unknown_model_names_the_choices():
+def test_unknown_model_or_head_names_the_choices():
     with pytest.raises(ValueError, match="dieleman"):
         models.build("vgg99")
+    with pytest.raises(ValueError, match="unknown head 'trees'; choose one of tree, regression"):
+        models.build("dieleman", head="trees")
+
+
+@pytest.mark.parametrize("config", [
+    {"name": "dieleman", "width": 8, "mean": [0.1, 0.2, 0.3], "std": [0.5, 0.5, 0.5]},
+    {"name": "xresnet18", "width": 8, "in_channels": 1},
+    {"name": "dieleman", "head": "regression", "n_outputs": 2},
+    {"name": "ensemble", "members": [{"name": "dieleman", "width": 8}, {"name": "xresnet18", "width": 8}]},
+])
+def test_a_model_carries_the_config_that_rebuilds_it(config, tmp_path):
+    """checkpoint.save stores `model.config`; the model rebuilt from the file computes the same."""
+    model = models.build(**config).eval()
+    path = checkpoint.save(tmp_path / "m.pt", model, preprocess=data.Preprocess(), input_size=32)
+    loaded, ckpt = checkpoint.load(path)
+    assert ckpt["model_config"] == model.config and loaded.config == model.config
+    x = torch.rand(2, config.get("in_channels", 3), 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
 
 
 def _save(path, name="dieleman"):
     m = models.build(name)
-    return checkpoint.save(path, m, model_config={"name": name, "head": "tree", "in_channels": 3},
-                           preprocess=data.Preprocess(), input_size=64), m
+    return checkpoint.save(path, m, preprocess=data.Preprocess(), input_size=64), m
 
 
 def test_checkpoint_round_trip_rebuilds_the_model(tmp_path):

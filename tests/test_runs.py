@@ -24,5 +24,6 @@ def test_a_run_reports_progress_and_stops_when_asked(dashboard_env, tmp_path):
     run.stop.set()
     run.thread.join(timeout=60)
     assert run.result and "stopped early" in run.status() and run.out.is_file()
+    assert run.status().endswith("(cpu, fp32)")  # what ran, as resolved
     assert torch.get_num_threads() == threads  # the dashboard gets its threads back
     assert runs.checkpoints(tmp_path) == [run.out] and runs.describe(run.out)["model"] == "dieleman"

@@ -59,22 +59,65 @@ def test_one_cycle_schedule_shape():
     assert int(np.argmax(lrs)) == 20
 
 
-def test_weighted_loss_and_lr_finder(synth_dir):
+def test_weighted_loss():
     pred, target = torch.zeros(2, 37), torch.ones(2, 37)
     w = torch.zeros(37)
     w[0] = 37.0
     assert train.loss_fn(pred, target, w).item() == pytest.approx(1.0)
-    found = train.lr_find(synth_dir, TINY, steps=12)
-    assert len(found["lrs"]) == len(found["losses"]) >= 11 and 1e-5 <= found["suggestion"] <= 1.0
+    assert train.loss_fn(pred, target, None).item() == pytest.approx(1.0)
+    w[0] = 0.0
+    assert train.loss_fn(pred, target, w).item() == 0.0
+
+
+def test_lr_finder_suggests_a_rate_where_the_loss_falls_fastest(synth_dir):
+    found = train.lr_find(synth_dir, TINY, steps=40)
+    lrs, losses = np.array(found["lrs"]), np.array(found["losses"])
+    assert len(lrs) == 40 and np.all(np.diff(lrs) > 0) and found["precision"] == "fp32"
+    lowest = int(np.argmin(losses))
+    assert losses[lowest] < 0.8 * losses[0]  # the loss did fall...
+    assert found["suggestion"] < lrs[lowest]  # ...and the suggestion comes before its minimum
+    assert 1e-4 < found["suggestion"] < 3e-2
+    diverging = train.lr_find(synth_dir, TINY, end=100.0, steps=200)  # rates far too high
+    assert len(diverging["lrs"]) < 200 and diverging["losses"][-1] > 4 * min(diverging["losses"])
 
 
 def test_model_learns_the_synthetic_universe(tmp_path):
-    """Trained on simulated volunteers' labels, the model beats the mean-vector baseline clearly."""
+    """Trained on simulated volunteers' labels, the model beats every baseline clearly (measured:
+    0.65 of the mean-vector baseline in fp32 and in bf16, 0.74 of the best linear one)."""
     from gzcore import synthetic
-    folder = synthetic.generate(tmp_path / "u", 240, seed=5)
-    cfg = train.TrainConfig(epochs=16, batch_size=32, input_size=32, val_fraction=0.25, lr=3e-3,
-                            preprocess=data.Preprocess(crop_px=232, size=36), tta=False)
+    folder = synthetic.generate(tmp_path / "u", 400, seed=5)
+    cfg = replace(TINY, epochs=30, batch_size=32, lr=3e-3)
     prep = train.prepare(folder, cfg)
     result = train.fit(folder, cfg, prepared=prep)
     base = evaluate.baselines(prep.crops, prep.galaxies.labels, prep.train_idx, prep.val_idx)
     assert result["val_rmse"] < 0.8 * base["mean answer vector"]
+    assert result["val_rmse"] < 0.85 * min(base.values())
+
+
+def test_auto_precision_follows_the_cpu_and_can_be_forced(monkeypatch):
+    monkeypatch.setenv("GZ_CPU_BF16", "1")
+    assert train.Setup.choose("cpu").precision == "bf16"
+    assert train.Setup.choose("cpu", "fp32").precision == "fp32"  # a pinned precision wins
+    monkeypatch.setenv("GZ_CPU_BF16", "0")
+    assert train.Setup.choose("cpu").precision == "fp32"
+    monkeypatch.setenv("GZ_CPU_BF16", "yes")
+    with pytest.raises(ValueError, match="GZ_CPU_BF16='yes'"):
+        train.Setup.choose("cpu")
+
+
+def test_the_checkpoint_records_what_ran_and_scores_in_fp32(synth_dir, tmp_path, monkeypatch):
+    """A bf16 run (as `auto` picks on a CPU with AVX512-BF16) stores bf16, not "auto", and its
+    validation score is the fp32 score of the weights it saved."""
+    monkeypatch.setenv("GZ_CPU_BF16", "1")
+    out = tmp_path / "m.pt"
+    result = train.fit(synth_dir, replace(TINY, precision="auto", epochs=1), out=out)
+    model, ckpt = checkpoint.load(out)
+    ran = {k: ckpt["metrics"][k] for k in ("device", "precision", "threads")}
+    assert ran == {k: result[k] for k in ran} == {"device": "cpu", "precision": "bf16", "threads": 2}
+    assert ckpt["train_config"]["precision"] == "auto"
+    held = checkpoint.data_for(ckpt, synth_dir)
+    with train.torch_threads(TINY.threads):  # the run's threads: the same sums in the same order
+        pred = evaluate.predict(model, held.crops, TINY.input_size, index=held.val_idx)
+    # bf16 inference moves this score by ~3e-6
+    assert ckpt["metrics"]["val_rmse"] == pytest.approx(
+        evaluate.rmse(pred, held.galaxies.labels[held.val_idx]), abs=2e-7)

@@ -5,8 +5,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, state
 from gzcore import catalog, models, runs, train
+from gzcore.dashboard import charts, navigation, state
+
+navigation.through_app()  # app.py's set-up first, even when a fresh server's first request is this page
 
 st.title("Train a model")
 slot = state.run_slot()

@@ -2,8 +2,8 @@
 open, and this server's one training run. Pages call `context()` and render; the science lives in
 gzcore.
 
-Choices (dashboard.choices, re-exported here) live in session state under plain keys: widgets write
-to them through callbacks, so they survive page switches.
+Choices (gzcore.dashboard.choices, re-exported here) live in session state under plain keys:
+widgets write to them through callbacks, so they survive page switches.
 Slow results are memoised with `memo` rather than st.cache_*: they report progress to a bar on the
 page, and Streamlit cannot replay elements a cached function drew into a bar created outside it.
 """
@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import choices
-from dashboard.choices import SHIPPED, checkpoint_path, choose, data_dir, runs_dir, universe_dir
-from gzcore import catalog, checkpoint, data, evaluate, explain, runs, synthetic, tree
+from gzcore import catalog, checkpoint, data, evaluate, explain, runs, shipped, synthetic, tree
+from gzcore.dashboard import choices, navigation
+from gzcore.dashboard.choices import checkpoint_path, choose, data_dir, runs_dir, universe_dir
 
 ERRORS = (data.DataError, checkpoint.CheckpointError)
 
@@ -103,8 +103,7 @@ def crops_for(folder: Path, preprocess: dict) -> tuple[np.ndarray, data.GalaxySe
     """Decoded crops and the galaxies that have them (unreadable images skipped and listed)."""
     pp = data.Preprocess(**preprocess)
     key = ("crops", str(folder), _folder_key(folder), pp)
-    return memo(key, lambda progress: data.load_crops(data.open_folder(folder, skip_bad=True), pp,
-                                                      skip_bad=True, progress=progress),
+    return memo(key, lambda progress: data.load_folder(folder, pp, skip_bad=True, progress=progress),
                 "Decoding crops (once; cached on disk)", max_entries=4)
 
 
@@ -162,8 +161,8 @@ def context() -> Context:
         table = table_for(path, folder)
     except ERRORS as e:
         st.error(str(e))
-        st.page_link("dashboard/home.py", label="Choose another data folder or model on Home",
-                     icon=":material/home:")
+        st.page_link(navigation.HOME.script, label="Choose another data folder or model on Home",
+                     icon=navigation.HOME.icon)
         st.stop()
     if galaxies.skipped:
         st.warning(f"Skipped {len(galaxies.skipped)} unreadable input(s), e.g. {galaxies.skipped[0]}")
@@ -180,7 +179,7 @@ def labelled(ctx: Context) -> None:
 
 def known_checkpoints() -> list[Path]:
     """Shipped checkpoints, this server's training runs and GZ_CHECKPOINT, newest first."""
-    found = runs.checkpoints(runs_dir(), SHIPPED)
+    found = runs.checkpoints(runs_dir(), shipped.folder())
     extra = [Path(p) for p in (os.environ.get("GZ_CHECKPOINT"), st.session_state.get("model")) if p]
     return list(dict.fromkeys(found + [p for p in extra if p.is_file()]))
 
@@ -210,9 +209,9 @@ def galaxy_row(ctx: Context) -> int:
     return 0 if row is None else row
 
 
-def open_galaxy(galaxy_id, page: str = "dashboard/galaxy.py") -> None:
+def open_galaxy(galaxy_id, page: navigation.Page = navigation.GALAXY) -> None:
     choose("galaxy", int(galaxy_id))
-    st.switch_page(page)
+    st.switch_page(page.script)
 
 
 def baselines(ctx: Context) -> dict[str, float]:

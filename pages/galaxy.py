@@ -1,8 +1,10 @@
 """Galaxy: one galaxy's image, crowd vs model on all 11 questions, its path, neighbours and row."""
 import streamlit as st
 
-from dashboard import charts, state
 from gzcore import catalog, neighbours, tree
+from gzcore.dashboard import charts, navigation, state
+
+navigation.through_app()  # app.py's set-up first, even when a fresh server's first request is this page
 
 ctx = state.context()
 row = state.galaxy_row(ctx)
@@ -19,7 +21,7 @@ top = st.columns([3, 2, 2, 2], vertical_alignment="bottom")
 top[0].title(f"Galaxy {gid}")
 top[1].number_input("GalaxyID", step=1, key="galaxy_id", on_change=_goto)
 if top[2].button("Explain", icon=":material/visibility:"):
-    st.switch_page("dashboard/explain.py")
+    st.switch_page(navigation.EXPLAIN.script)
 top[3].download_button("Download this row (CSV)", ctx.table.iloc[[row]].to_csv(index=False),
                        file_name=f"galaxy-{gid}.csv", mime="text/csv", icon=":material/download:")
 

@@ -2,8 +2,10 @@
 confident galaxy for each answer."""
 import streamlit as st
 
-from dashboard import charts, state
 from gzcore import catalog, tree
+from gzcore.dashboard import charts, navigation, state
+
+navigation.through_app()  # app.py's set-up first, even when a fresh server's first request is this page
 
 st.title("Dataset")
 ctx = state.context()

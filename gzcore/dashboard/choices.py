@@ -8,10 +8,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from gzcore import data
+from gzcore import data, shipped
 
-ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ROOT / "checkpoints"
 UNIVERSE_N, UNIVERSE_SEED = 300, 0   # the default synthetic universe (~10 s to render once)
 URL_KEYS = ("data", "model", "galaxy")
 
@@ -45,7 +43,7 @@ def checkpoint_path() -> Path:
     chosen = st.session_state.get("model") or os.environ.get("GZ_CHECKPOINT")
     if chosen:
         return Path(chosen).expanduser()
-    return SHIPPED / ("synthetic.pt" if data_dir() == universe_dir() else "default.pt")
+    return shipped.folder() / ("synthetic.pt" if data_dir() == universe_dir() else "default.pt")
 
 
 def choose(key: str, value) -> None:

@@ -3,9 +3,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, state
 from gzcore import catalog, checkpoint, evaluate, tree
+from gzcore.dashboard import charts, navigation, state
 
+navigation.through_app()  # app.py's set-up first, even when a fresh server's first request is this page
 
 st.title("Evaluate")
 ctx = state.context()
@@ -62,7 +63,7 @@ for confident, cell in zip((False, True), st.columns(2)):
         if button.button("Browse", key=f"eval_browse_{confident}", help="Open these galaxies in the gallery"):
             st.session_state.browse_ranges = catalog.confusion_ranges(question, crowd, model, confident)
             st.session_state.browse_page = 1
-            st.switch_page("dashboard/browse.py")
+            st.switch_page(navigation.BROWSE.script)
 
 st.download_button("Download all predictions (CSV)", lambda: catalog.export(ctx.table).to_csv(index=False),
                    file_name=f"predictions-{ctx.ckpt_path.stem}.csv", mime="text/csv",

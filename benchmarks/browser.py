@@ -1,5 +1,6 @@
 """Drive the dashboard as a user would: `streamlit run app.py` in a subprocess and Debian's Chromium
-through Playwright (the browser test and the dashboard benchmark share these)."""
+through Playwright (tests/test_browser.py and bench_dashboard share these; the product never imports
+them)."""
 from __future__ import annotations
 
 import contextlib
@@ -11,7 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks import ROOT
+
 CHROMIUM = Path("/usr/bin/chromium")  # `playwright install` cannot download browsers offline
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]

@@ -3,8 +3,10 @@ answered and where you parted ways."""
 import numpy as np
 import streamlit as st
 
-from dashboard import state
 from gzcore import catalog, play, tree
+from gzcore.dashboard import navigation, state
+
+navigation.through_app()  # app.py's set-up first, even when a fresh server's first request is this page
 
 st.title("Play: classify a galaxy")
 ctx = state.context()

@@ -2,8 +2,10 @@
 import numpy as np
 import streamlit as st
 
-from dashboard import charts, state
 from gzcore import catalog, explain, tree
+from gzcore.dashboard import charts, navigation, state
+
+navigation.through_app()  # app.py's set-up first, even when a fresh server's first request is this page
 
 METHODS = {"saliency": "Saliency (fast)", "gradcam": "Grad-CAM (fast)",
            "smoothgrad": "SmoothGrad (16 passes)", "integrated_gradients": "Integrated Gradients (32 passes)",

@@ -4,8 +4,10 @@ import math
 import numpy as np
 import streamlit as st
 
-from dashboard import state
 from gzcore import catalog, tree
+from gzcore.dashboard import navigation, state
+
+navigation.through_app()  # app.py's set-up first, even when a fresh server's first request is this page
 
 PER_PAGE, PER_ROW = 24, 6
 

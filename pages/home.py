@@ -4,13 +4,17 @@ import os
 
 import streamlit as st
 
+from gzcore.dashboard import navigation
+
+navigation.through_app()  # app.py's set-up first, even when a fresh server's first request is this page
+
 st.title("Galaxy Zoo 2 morphology")
 st.write("A CNN answers the 11 questions Galaxy Zoo volunteers answered for each galaxy, and this "
          "dashboard sets its answers beside the crowd's: browse the galaxies, open one, ask the "
          "model why, score it, train a new one, or play the volunteers' game yourself.")
 loaded = st.container()
 
-from dashboard import state  # noqa: E402  (torch loads here: on a cold start the text above is already shown)
+from gzcore.dashboard import state  # noqa: E402  (torch loads here, after a cold start shows the text above)
 
 
 def _set_data():
@@ -67,9 +71,8 @@ with loaded:
     st.caption(f"Data `{ctx.data_dir}` · model `{ctx.ckpt_path}` trained on "
                f"{metrics.get('train_images', '?')} galaxies, {how}")
     st.markdown("**Where next**")
-    links = st.columns(4)
-    links[0].page_link("dashboard/browse.py", label="Browse the gallery", icon=":material/grid_view:")
-    links[1].page_link("dashboard/evaluate.py", label="How good is the model?", icon=":material/query_stats:")
-    links[2].page_link("dashboard/train.py", label="Train a new model", icon=":material/model_training:")
-    links[3].page_link("dashboard/play.py", label="Classify a galaxy yourself",
-                       icon=":material/sports_esports:")
+    for cell, (page, label) in zip(st.columns(4), [(navigation.BROWSE, "Browse the gallery"),
+                                                   (navigation.EVALUATE, "How good is the model?"),
+                                                   (navigation.TRAIN, "Train a new model"),
+                                                   (navigation.PLAY, "Classify a galaxy yourself")]):
+        cell.page_link(page.script, label=label, icon=page.icon)

@@ -1,0 +1,1 @@
+"""The Streamlit dashboard's helpers (page registry, choices, state, figures); its pages are in pages/."""
