@@ -244,6 +244,31 @@ class Schedule:
         return time.time() - self.start
 
 
+@dataclass
+class Earlier:
+    """What a resumed run takes from its checkpoint (empty for a new run). The file holds the best
+    epoch so far, which stays the best until an epoch beats it."""
+    history: list = field(default_factory=list)
+    best: float = math.inf
+    progress: float = 0.0
+    model: torch.nn.Module | None = None
+    optimizer: dict | None = None
+
+    @classmethod
+    def read(cls, path, cfg: TrainConfig) -> "Earlier":
+        model, ckpt = checkpoint.load(path, expect_model=cfg.model)
+        return cls(ckpt["history"], ckpt["metrics"].get("val_rmse", math.inf),
+                   ckpt.get("progress") or 0.0, model, ckpt.get("optimizer"))
+
+    @property
+    def seconds(self) -> float:
+        return self.history[-1]["seconds"] if self.history else 0.0
+
+    def best_state(self) -> dict | None:
+        return None if self.model is None else \
+            {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+
 def _stopped(stop) -> bool:
     return stop is not None and stop.is_set()
 
@@ -308,25 +333,18 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
         prep = prepared or prepare(data_dir, cfg, cache_dir,
                                    progress=lambda d, n: callback("data", {"done": d, "total": n}))
         ran_on = setup.describe()
-        history: list[dict] = []
-        best, progress, spent, previous = math.inf, 0.0, 0.0, None
-        if resume and out and Path(out).is_file():
-            previous, ckpt = checkpoint.load(out, expect_model=cfg.model)
-            history, progress = ckpt["history"], ckpt.get("progress") or 0.0
-            best = ckpt["metrics"].get("val_rmse", math.inf)
-            spent = history[-1]["seconds"] if history else 0.0
-        learner = Learner.create(cfg, setup, prep, gen, model=previous)
-        model, best_state, stale = learner.model, None, 0
-        if previous is not None:  # the file holds the best epoch so far: it stays the best until beaten
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            if "optimizer" in ckpt:
-                learner.opt.load_state_dict(ckpt["optimizer"])
+        earlier = Earlier.read(out, cfg) if resume and out and Path(out).is_file() else Earlier()
+        history, best = earlier.history, earlier.best
+        learner = Learner.create(cfg, setup, prep, gen, model=earlier.model)
+        if earlier.optimizer:
+            learner.opt.load_state_dict(earlier.optimizer)
+        model, best_state, stale = learner.model, earlier.best_state(), 0
         batches = Batches(prep.crops, prep.galaxies.labels, prep.train_idx, cfg.batch_size,
                           setup.device, gen)
         if len(batches) == 0:
             raise data.DataError(f"{data_dir}: only {len(prep.train_idx)} training galaxies; need at "
                                  f"least one batch of {cfg.batch_size}")
-        schedule = Schedule(cfg, len(batches), progress, spent)
+        schedule = Schedule(cfg, len(batches), earlier.progress, earlier.seconds)
 
         def save(metrics):
             checkpoint.save(out, model, preprocess=cfg.preprocess, input_size=cfg.input_size,

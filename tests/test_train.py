@@ -42,6 +42,22 @@ def test_resume_continues_where_it_stopped(synth_dir, tmp_path):
     assert result["epochs"] == 3 and [h["epoch"] for h in result["history"]] == [1, 2, 3]
 
 
+def test_a_resumed_run_that_never_improves_keeps_the_best_weights(synth_dir, tmp_path):
+    out = tmp_path / "m.pt"
+    stop = threading.Event()
+    train.fit(synth_dir, replace(TINY, epochs=3), out=out, stop=stop,
+              callback=lambda e, i: e == "epoch" and stop.set())
+    best = checkpoint.read(out)["metrics"]["val_rmse"]
+    result = train.fit(synth_dir, replace(TINY, epochs=3, lr=50.0), out=out, resume=True)  # diverges
+    assert [h["val_rmse"] > best for h in result["history"]] == [False, True, True]
+    model, ckpt = checkpoint.load(out)
+    assert result["val_rmse"] == ckpt["metrics"]["val_rmse"] == best
+    held = checkpoint.data_for(ckpt, synth_dir)
+    with train.torch_threads(TINY.threads):
+        pred = evaluate.predict(model, held.crops, TINY.input_size, index=held.val_idx)
+    assert evaluate.rmse(pred, held.galaxies.labels[held.val_idx]) == pytest.approx(best, abs=2e-7)
+
+
 def test_stop_event_ends_the_run_early(synth_dir):
     stop = threading.Event()
 
