@@ -25,7 +25,7 @@ from pathlib import Path
 from . import REAL_DATA, ROOT, report
 from .common import Context, Skip, machine
 
-SECTIONS = ["decode", "train", "quality", "inference", "explain", "memory", "gpu", "dashboard"]
+SECTIONS = ["decode", "train", "quality", "inference", "explain", "memory", "gpu", "uncertainty", "dashboard"]
 
 
 def available() -> list[str]:

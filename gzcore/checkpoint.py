@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, data, models, shipped, tree
+from . import __version__, data, models, shipped, targets, tree
 from .data import Preprocess
 
 FORMAT = "gzcore-checkpoint"
@@ -33,7 +33,7 @@ def default() -> Path:
 
 
 def save(path, model: models.GalaxyModel | models.Ensemble, *, preprocess: Preprocess,
-         input_size: int, metrics: dict | None = None, history: list | None = None,
+         input_size: int, task: targets.Task = targets.TREE, metrics: dict | None = None, history: list | None = None,
          train_config: dict | None = None, optimizer=None, progress: float | None = None,
          data_fingerprint: str | None = None, weights_only_model: bool = False,
          storage: str = "float32") -> Path:
@@ -47,7 +47,7 @@ def save(path, model: models.GalaxyModel | models.Ensemble, *, preprocess: Prepr
     ckpt = {
         "format": FORMAT, "format_version": FORMAT_VERSION if scales else 1,
         "gzcore_version": __version__,
-        "answers": list(tree.COLUMNS), "model_config": dict(model.config),
+        "answers": list(tree.COLUMNS), "task": task.to_dict(), "model_config": dict(model.config),
         "preprocess": asdict(preprocess), "input_size": int(input_size), "model": state,
         "metrics": dict(metrics or {}), "history": list(history or []),
         "train_config": dict(train_config or {}), "progress": progress,
@@ -163,9 +163,15 @@ class CheckpointData:
 
 
 def data_for(ckpt: dict, folder, labels: bool | None = None, skip_bad: bool = False,
-             cache_dir=None, progress=None) -> CheckpointData:
-    """Open `folder` (labels as in `data.open_folder`), decode its crops as `ckpt` was trained on
-    (cached) and split it as `ckpt` was split."""
-    crops, galaxies = data.load_folder(folder, preprocess_of(ckpt), labels=labels, skip_bad=skip_bad,
-                                       cache_dir=cache_dir, progress=progress)
+             cache_dir=None, progress=None, label_file=None) -> CheckpointData:
+    """Open `folder` (labels as in `data.open_folder`, or the checkpoint's targets read from the
+    CSV `label_file`), decode its crops as `ckpt` was trained on (cached) and split it as `ckpt`
+    was split."""
+    if label_file is not None:
+        galaxies, _ = targets.open_labelled(folder, label_file, task=targets.of_checkpoint(ckpt),
+                                            skip_bad=skip_bad)
+    else:
+        galaxies = data.open_folder(folder, labels=labels, skip_bad=skip_bad)
+    crops, galaxies = data.load_crops(galaxies, preprocess_of(ckpt), cache_dir=cache_dir,
+                                      skip_bad=skip_bad, progress=progress)
     return CheckpointData(galaxies, crops, *split(galaxies, ckpt))

@@ -1,10 +1,12 @@
 """The `gz` command line: synth, train, ensemble, evaluate, predict, lr-find.
 
 Stable contract (scripts call it):
-  gz synth --n N --out DIR [--seed S]
-  gz train --data DIR [--model NAME] [--minutes M | --epochs E] --out CKPT
-  gz evaluate --data DIR [--checkpoint CKPT]
-  gz predict --data DIR [--checkpoint CKPT] --out FILE.csv
+  gz synth --n N --out DIR [--seed S] [--format jpg|fits]
+  gz train --data DIR [--data DIR ...] [--model NAME] [--minutes M | --epochs E] --out CKPT
+  gz train --data DIR --labels FILE.csv --target COLUMN [--target COLUMN ...] [--init CKPT]
+           [--minutes M | --epochs N] --out CKPT
+  gz evaluate --data DIR [--labels FILE.csv] [--checkpoint CKPT]
+  gz predict --data DIR [--checkpoint CKPT] [--uncertainty] --out FILE.csv
 Without --checkpoint the shipped default model (checkpoints/default.pt) is used.
 """
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import augment, checkpoint, data, evaluate, models, train, tree
+from . import augment, checkpoint, data, evaluate, models, targets, train, tree
 
 
 INFERENCE = train.Setup.choose("cpu", "fp32")  # where evaluate, predict and ensemble run the model
@@ -49,14 +51,19 @@ def _table(rows: list[tuple], headers: tuple) -> str:
 
 def cmd_synth(args):
     from . import synthetic
-    path = synthetic.generate(args.out, args.n, seed=args.seed, progress=_Bar("rendering", "galaxy"))
-    print(f"wrote {args.n} synthetic galaxies to {path} (Kaggle layout; seed {args.seed})")
+    path = synthetic.generate(args.out, args.n, seed=args.seed, progress=_Bar("rendering", "galaxy"),
+                              image_format=args.format)
+    print(f"wrote {args.n} synthetic galaxies to {path} (Kaggle layout, {args.format} images, "
+          f"{synthetic.TRUTH_FILE}; seed {args.seed})")
 
 
 def _train_config(args, command: str):
     """The TrainConfig of `gz train` / `gz lr-find` options (see `add_train_options`)."""
     try:
-        cfg = train.TrainConfig(model=args.model, width=args.width, epochs=args.epochs,
+        cfg = train.TrainConfig(labels=str(args.labels) if args.labels else None,
+                                targets=tuple(args.target or ()),
+                                init=str(args.init) if args.init else None, backbone_lr=args.backbone_lr,
+                                model=args.model, width=args.width, epochs=args.epochs,
                                 minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
                                 seed=args.seed, init_seed=args.init_seed, subset=args.subset,
                                 val_fraction=args.val_fraction, device=args.device,
@@ -104,12 +111,17 @@ def cmd_train(args):
     result = train.fit(args.data, cfg, out=args.out, callback=callback, resume=args.resume)
     if "train" in bars:
         bars["train"].close()
-    rows = [("model", f"{args.model} ({_ran_on(result)})"),
+    task = result["task"]
+    predicts = "the 37 answers of the tree" if task.kind == "tree" else \
+        f"{', '.join(task.label_columns)} ({task.kind}{'' if cfg.init is None else ', fine-tuned'})"
+    rows = [("model", f"{result['model'].config['name']} ({_ran_on(result)})"), ("predicts", predicts),
             ("train / val galaxies", f"{result['train_images']} / {result['val_images']}"),
             ("epochs", result["epochs"]), ("wall time", f"{result['seconds']:.0f} s"),
             ("val RMSE", result["val_rmse"])]
     if "val_rmse_tta" in result:
         rows.append(("val RMSE, 8-view TTA", result["val_rmse_tta"]))
+    if "val_accuracy" in result:
+        rows.append(("val accuracy", result["val_accuracy"]))
     print(_table(rows, ("", "")))
     if result["skipped"]:
         print(f"skipped {len(result['skipped'])} bad input(s), e.g. {result['skipped'][0]}")
@@ -135,40 +147,63 @@ def cmd_ensemble(args):
 
 
 def _load(args, labels: bool):
-    """(model, checkpoint, its CheckpointData of --data) for evaluate and predict."""
+    """(model, checkpoint, its task, its CheckpointData of --data) for evaluate and predict."""
     model, ckpt = checkpoint.load(args.checkpoint)
+    task = targets.of_checkpoint(ckpt)
+    if labels and task.kind != "tree" and args.labels is None:
+        raise data.DataError(f"{args.checkpoint}: this model predicts {', '.join(task.label_columns)}; "
+                             f"pass their CSV with --labels")
     held = checkpoint.data_for(ckpt, args.data, labels=labels, skip_bad=args.skip_bad,
+                               label_file=args.labels if labels else None,
                                progress=_Bar("decoding crops (once; cached)"))
-    return model, ckpt, held
+    return model, ckpt, task, held
 
 
 def cmd_evaluate(args):
-    model, ckpt, held = _load(args, labels=True)
+    model, ckpt, task, held = _load(args, labels=True)
     galaxies, val_idx = held.galaxies, held.val_idx
     if args.all:
         val_idx = np.arange(len(galaxies))
-    pred = evaluate.predict(model, held.crops, ckpt["input_size"], index=val_idx, tta=not args.no_tta,
-                            device=INFERENCE.device, progress=_Bar("predicting"))
-    truth = galaxies.labels[val_idx]
-    s = evaluate.scores(pred, truth)
-    base = evaluate.baselines(held.crops, galaxies.labels, held.train_idx, val_idx)
+    raw = evaluate.predict(model, held.crops, ckpt["input_size"], index=val_idx, tta=not args.no_tta,
+                           device=INFERENCE.device, progress=_Bar("predicting"))
+    pred, labels = task.decode(raw), task.comparable(galaxies.labels)
+    truth = labels[val_idx]
+    s = evaluate.scores(pred, truth, task.columns)
+    base = evaluate.baselines(held.crops, labels, held.train_idx, val_idx, task)
     which = "all labelled galaxies" if args.all else "the validation split"
     print(f"{len(val_idx)} galaxies ({which}), model {ckpt['model_config']['name']}"
           f"{' with 8-view TTA' if not args.no_tta else ''} ({_ran_on(INFERENCE.describe())})\n")
     rows = [("model", s["rmse"])] + [(f"baseline: {k}", v) for k, v in base.items()]
-    print(_table(rows, ("predictor", "RMSE")) + "\n")
-    print(_table([(q.label, s["per_question"][q.number]) for q in tree.QUESTIONS],
-                 ("question", "RMSE")))
+    print(_table(rows, ("predictor", task.unit_name)) + "\n")
+    if task.kind == "tree":
+        print(_table([(q.label, s["per_question"][q.number], s["question_labelled"][q.number])
+                      for q in tree.QUESTIONS], ("question", "RMSE", "galaxies labelled")))
+    elif task.kind == "regression":
+        print(_table([(c, s["per_answer"][c], s["labelled"][c]) for c in task.columns],
+                     ("target", "RMSE", "galaxies labelled")))
+    else:
+        classes = galaxies.labels[val_idx, 0]
+        majority, share = evaluate.majority_class(galaxies.labels[held.train_idx, 0], classes)
+        print(_table([("model", evaluate.accuracy(pred, classes)),
+                      (f"baseline: always {task.columns[majority]}", share)], ("predictor", "accuracy")))
     if args.out:
-        evaluate.predictions_table(galaxies.ids[val_idx], pred, truth).to_csv(args.out, index=False)
+        table = evaluate.predictions_table(galaxies.ids[val_idx], pred, truth, task.columns,
+                                           "GalaxyID" if task.kind == "tree" else "id")
+        table.to_csv(args.out, index=False)
         print(f"\npredictions table: {args.out}")
 
 
 def cmd_predict(args):
-    model, ckpt, held = _load(args, labels=False)
-    pred = evaluate.predict(model, held.crops, ckpt["input_size"], tta=not args.no_tta,
-                            device=INFERENCE.device, progress=_Bar("predicting"))
-    evaluate.write_submission(args.out, held.galaxies.ids, pred)
+    model, ckpt, task, held = _load(args, labels=False)
+    try:
+        found = evaluate.predict(model, held.crops, ckpt["input_size"], tta=not args.no_tta,
+                                 device=INFERENCE.device, progress=_Bar("predicting"),
+                                 spread=args.uncertainty)
+        raw, spread = found if args.uncertainty else (found, None)
+        spread = None if spread is None else task.decode_spread(spread)
+    except ValueError as e:  # a spread asked of one model without its views, or of a classifier
+        sys.exit(f"gz predict: error: {e}")
+    evaluate.write_predictions(args.out, held.galaxies.ids, task.decode(raw), task, spread)
     print(f"wrote predictions for {len(held.galaxies)} galaxies to {args.out} "
           f"({_ran_on(INFERENCE.describe())})")
     if held.galaxies.skipped:
@@ -198,7 +233,23 @@ def add_train_options(t: argparse.ArgumentParser) -> None:
     """The options of a training run, shared by `gz train` and `gz lr-find`; defaults are
     TrainConfig's."""
     default = train.TrainConfig()
-    add_data_options(t)
+    t.add_argument("--data", required=True, type=Path, action="append",
+                   help="image folder: Kaggle layout, or any folder of <id>.jpg/.png/.fits; repeat "
+                   "--data to train on several at once (the split is per galaxy, so it never moves)")
+    t.add_argument("--skip-bad", action="store_true",
+                   help="skip unreadable images / rows without an image and report them")
+    t.add_argument("--labels", type=Path, help="CSV of other targets: first column the image id, "
+                   "then the columns named by --target (without it: the folders' Kaggle answers; "
+                   "absent answer columns and empty cells are unknown)")
+    t.add_argument("--target", action="append", metavar="COLUMN",
+                   help="a column of --labels to learn: numbers train a regression (repeat for "
+                   "several), one column of class names a classifier")
+    t.add_argument("--init", type=Path, metavar="CKPT", help="fine-tune: start from this checkpoint's "
+                   "backbone (of an ensemble, its best member) with a new head for the targets; "
+                   "its crop and input size are used")
+    t.add_argument("--backbone-lr", type=float, default=default.backbone_lr,
+                   help=f"with --init: the backbone's learning rate relative to the head's (default "
+                   f"{default.backbone_lr:g}; 0 freezes it, 1 trains all alike)")
     t.add_argument("--model", default=default.model, choices=list(models.BACKBONES),
                    help=f"architecture (default: {default.model}, fast on CPU)")
     t.add_argument("--width", type=int, help="channels of the first stage, for dieleman (24) and "
@@ -251,6 +302,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, default=1000, help="number of galaxies (default 1000)")
     s.add_argument("--out", required=True, type=Path, help="folder to write")
     s.add_argument("--seed", type=int, default=0, help="random seed (same seed, same galaxies)")
+    s.add_argument("--format", choices=("jpg", "fits"), default="jpg",
+                   help="jpg: colour cutouts (default); fits: g, r, i flux cubes before the stretch")
     s.set_defaults(func=cmd_synth)
 
     t = sub.add_parser("train", help="train a model; writes the best checkpoint as it goes")
@@ -277,6 +330,8 @@ def parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="RMSE overall and per question, beside the baselines")
     add_data_options(e, with_checkpoint=True)
+    e.add_argument("--labels", type=Path, help="CSV of the model's targets (first column the image "
+                   "id), for a model trained with gz train --labels; or Kaggle answers kept elsewhere")
     e.add_argument("--all", action="store_true",
                    help="score every labelled galaxy (default: the checkpoint's validation split)")
     e.add_argument("--out", type=Path, help="also write the predictions table (CSV)")
@@ -285,6 +340,9 @@ def parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="write a Kaggle submission CSV for a folder of images")
     add_data_options(pr, with_checkpoint=True)
     pr.add_argument("--out", required=True, type=Path, help="CSV to write")
+    pr.add_argument("--uncertainty", action="store_true",
+                    help="add a '<column> spread' column per output: the standard deviation of the "
+                    "predictions averaged into it (an ensemble's members and the 8 TTA views)")
     pr.set_defaults(func=cmd_predict)
 
     lf = sub.add_parser("lr-find", help="learning-rate range test, with gz train's options")

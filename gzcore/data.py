@@ -20,11 +20,11 @@ import numpy as np
 import simplejpeg
 from PIL import Image, ImageFile
 
-from . import tree
+from . import fits, tree
 
 IMAGE_DIRS = ("images_training_rev1", "images_test_rev1")
 LABELS_FILE = "training_solutions_rev1.csv"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", *fits.SUFFIXES)
 CACHE_VERSION = 2
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated JPEG is an error, never silently grey
 
@@ -68,12 +68,30 @@ class GalaxySet:
         return GalaxySet(self.root, self.ids[index], [self.paths[i] for i in index],
                          None if self.labels is None else self.labels[index], list(self.skipped))
 
+    @classmethod
+    def concat(cls, sets: list["GalaxySet"]) -> "GalaxySet":
+        """Several folders' galaxies as one (rooted at the first); an id may appear only once."""
+        if len(sets) == 1:
+            return sets[0]
+        ids = np.concatenate([g.ids for g in sets])
+        values, counts = np.unique(ids, return_counts=True)
+        if (counts > 1).any():
+            twice = values[counts > 1][0]
+            where = [str(g.root) for g in sets if twice in g.ids]
+            raise DataError(f"GalaxyID {twice} is in more than one folder ({', '.join(where)}): "
+                            f"each galaxy may be trained on once")
+        labels = None if any(g.labels is None for g in sets) else np.concatenate([g.labels for g in sets])
+        return cls(sets[0].root, ids, [p for g in sets for p in g.paths], labels,
+                   [s for g in sets for s in g.skipped])
+
 
 def read_labels(csv_path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read and check a Kaggle solutions CSV: (GalaxyIDs int64, weighted labels float32 (N, 37)).
 
-    Raises DataError naming the row for missing/extra columns, bad numbers, NaN, values out of
-    [0, 1] or rows that break the decision tree's sums.
+    The CSV may hold any subset of the 37 answer columns (labels from another campaign): absent
+    columns and empty cells are unknown, NaN in the result, never 0. Raises DataError naming the row
+    for a missing GalaxyID column, bad numbers, values out of [0, 1] or known answers that break the
+    decision tree's sums.
     """
     import pandas as pd
 
@@ -82,11 +100,16 @@ def read_labels(csv_path: Path) -> tuple[np.ndarray, np.ndarray]:
         df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     except Exception as e:  # pandas raises many types for malformed files
         raise DataError(f"{csv_path}: cannot be read as CSV ({e})") from e
-    missing = [c for c in ("GalaxyID", *tree.COLUMNS) if c not in df.columns]
-    if missing:
-        raise DataError(f"{csv_path}: missing column(s) {', '.join(missing[:5])}"
-                        f"{' …' if len(missing) > 5 else ''}; expected GalaxyID + Class1.1…Class11.6")
-    values = df[list(tree.COLUMNS)].apply(pd.to_numeric, errors="coerce")
+    present = [c for c in tree.COLUMNS if c in df.columns]
+    if "GalaxyID" not in df.columns or not present:
+        raise DataError(f"{csv_path}: expected GalaxyID and answer columns (any of Class1.1…Class11.6); "
+                        f"found {', '.join(df.columns[:6])}{' …' if len(df.columns) > 6 else ''}")
+    cells = df[present].apply(lambda c: c.str.strip())
+    values = cells.apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+    not_number = np.isnan(values) & (cells != "").to_numpy()
+    if not_number.any():
+        i, j = np.argwhere(not_number)[0]
+        raise DataError(f"{csv_path}, line {i + 2}: {present[j]} {cells.iat[i, j]!r} is not a number")
     ids = pd.to_numeric(df["GalaxyID"], errors="coerce")
     bad_id = np.flatnonzero(ids.isna().to_numpy())
     if len(bad_id):
@@ -95,14 +118,22 @@ def read_labels(csv_path: Path) -> tuple[np.ndarray, np.ndarray]:
     if ids.duplicated().any():
         dup = int(ids[ids.duplicated()].iloc[0])
         raise DataError(f"{csv_path}: GalaxyID {dup} appears more than once")
-    labels = values.to_numpy(dtype=np.float64)
+    labels = np.full((len(df), tree.N_ANSWERS), np.nan)
+    labels[:, [tree.COLUMN_INDEX[c] for c in present]] = values
     ids = ids.to_numpy(dtype=np.int64)
-    problems = tree.check_labels(labels, ids=ids)
+    problems = tree.check_labels(labels, ids=ids, unknown_ok=True)
     if problems:
         first = problems[0]
         raise DataError(f"{csv_path}, line {first.row + 2}: {first.message}"
                         f" ({len(problems)} problem(s) in {len({p.row for p in problems})} row(s))")
     return ids, labels.astype(np.float32)
+
+
+def image_stem(path: Path) -> str | None:
+    """The id part of an image file's name (`123.jpg`, `123.fits.gz` -> "123"), None for others."""
+    name = path.name.lower()
+    suffix = next((s for s in sorted(IMAGE_SUFFIXES, key=len, reverse=True) if name.endswith(s)), None)
+    return path.name[:-len(suffix)] if suffix else None
 
 
 def find_images(root: Path) -> Path:
@@ -113,7 +144,7 @@ def find_images(root: Path) -> Path:
     for name in IMAGE_DIRS:
         if (root / name).is_dir():
             return root / name
-    if any(p.suffix.lower() in IMAGE_SUFFIXES for p in root.iterdir()):
+    if any(image_stem(p) is not None for p in root.iterdir()):
         return root
     raise DataError(f"{root}: not a Galaxy Zoo folder: expected {IMAGE_DIRS[0]}/<GalaxyID>.jpg "
                     f"(+ {LABELS_FILE}), {IMAGE_DIRS[1]}/, or a folder of images")
@@ -131,24 +162,36 @@ def open_folder(root, labels: bool | None = None, skip_bad: bool = False) -> Gal
     use_labels = csv_path.is_file() and image_dir.name != IMAGE_DIRS[1] if labels is None else labels
     if use_labels and not csv_path.is_file():
         raise DataError(f"{csv_path}: labels file not found (needed for training and evaluation)")
-    skipped: list[str] = []
-    if use_labels:
-        ids, y = read_labels(csv_path)
-        paths = [image_dir / f"{i}.jpg" for i in ids]
-        exists = np.array([p.is_file() for p in paths])
-        if not exists.all():
-            missing = [str(p) for p, ok in zip(paths, exists) if not ok]
-            if not skip_bad:
-                raise DataError(f"{len(missing)} labelled galaxies have no image, e.g. {missing[0]} "
-                                f"(use --skip-bad to skip them)")
-            skipped += [f"{m}: image missing" for m in missing]
-            ids, y = ids[exists], y[exists]
-            paths = [p for p, ok in zip(paths, exists) if ok]
-        return GalaxySet(root, ids, paths, y, skipped)
-    files = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    ids = np.array([int(p.stem) if p.stem.isdigit() else k for k, p in enumerate(files)],
-                   dtype=np.int64)
-    return GalaxySet(root, ids, files, None, skipped)
+    images = images_of(root)
+    return with_labels(images, *read_labels(csv_path), skip_bad=skip_bad) if use_labels else images
+
+
+def images_of(root) -> GalaxySet:
+    """Every image of a folder (the Kaggle image folder, or the folder itself), without labels.
+    The id is the file name's numeric stem (`<id>.jpg`, `.png`, `.fits`); others get their position."""
+    root = Path(root)
+    files = sorted(p for p in find_images(root).iterdir() if image_stem(p) is not None)
+    stems = [image_stem(p) for p in files]
+    ids = np.array([int(s) if s.isdigit() else k for k, s in enumerate(stems)], dtype=np.int64)
+    return GalaxySet(root, ids, files, None, [])
+
+
+def with_labels(images: GalaxySet, ids: np.ndarray, labels: np.ndarray,
+                skip_bad: bool = False) -> GalaxySet:
+    """The labelled rows (ids, labels) joined to their images, in the labels' order. A row
+    without an image is an error naming it, or with `skip_bad` a skipped row."""
+    row_of = {int(i): k for k, i in enumerate(images.ids)}
+    found = np.array([int(i) in row_of for i in ids])
+    skipped = list(images.skipped)
+    if not found.all():
+        folder = find_images(images.root)
+        missing = [f"{folder / f'{i}.jpg'} (or .png, .fits)" for i in ids[~found]]
+        if not skip_bad:
+            raise DataError(f"{len(missing)} labelled galaxies have no image, e.g. {missing[0]} "
+                            f"(use --skip-bad to skip them)")
+        skipped += [f"{m}: image missing" for m in missing]
+    rows = [row_of[int(i)] for i in ids[found]]
+    return GalaxySet(images.root, ids[found], [images.paths[r] for r in rows], labels[found], skipped)
 
 
 def split(galaxies: GalaxySet, val_fraction: float = 0.1, seed: int = 0
@@ -214,7 +257,13 @@ def _roi_box(pixels: np.ndarray, min_side: float, pad: float) -> tuple[float, fl
 def _read_rgb(path: Path, pp: Preprocess) -> np.ndarray:
     """The image as (H, W, 3) uint8. JPEGs are decoded by libjpeg-turbo (simplejpeg) at the
     smallest DCT scale (k/8 of full size) that still gives the crop `pp.size` pixels, which skips
-    most of the work of a full decode; other formats, and JPEGs it refuses, go through Pillow."""
+    most of the work of a full decode; FITS files are rendered by `fits.to_rgb` (Lupton asinh, as
+    Galaxy Zoo renders DECaLS); other formats, and JPEGs simplejpeg refuses, go through Pillow."""
+    if path.name.lower().endswith(fits.SUFFIXES):
+        try:
+            return fits.to_rgb(fits.read(path))
+        except fits.FitsError as e:  # its message names the file
+            raise DataError(str(e)) from e
     try:
         blob = path.read_bytes()
         if blob[:3] == b"\xff\xd8\xff":

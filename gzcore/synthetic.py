@@ -9,20 +9,36 @@ cutouts were. Its labels come from simulated volunteers who walk the real tree (
 see less as features get smaller, fainter or more inclined. Image statistics (galaxy sizes, sky
 level, noise, colours) follow those measured on the real Kaggle cutouts. Galaxy `i` depends only on
 `(seed, i)`.
+
+With `image_format="fits"` the images are `<GalaxyID>.fits` instead: the g, r, i flux before the
+stretch, resampled to 424 px, one float32 cube (3, 424, 424) with `BANDS='gri'`, in units that
+`gzcore.fits.to_rgb` renders about as the JPEG looks (labels and truth are the same as for JPEGs).
+
+`truth.csv`, beside the labels, holds what each galaxy was rendered from (`GalaxyParams`), for
+regression targets without outside data: `GalaxyID`, then
+- `kind`: elliptical, lenticular, spiral, irregular, merger, star or artifact (the one categorical);
+- `r_half` (px of the 424 px cutout), `pa` (radians), `incl` (degrees, 0 face-on, 90 edge-on,
+  0 without a disk), `axis_ratio` (apparent b/a, 0-1), `bulge_frac` (bulge-to-total, 0-1),
+  `sersic_n` (Sérsic index, 1-4);
+- `n_arms` (spiral arms, int, 0 = none), `arm_strength` (share of disk light in arms, 0-1), `pitch`
+  (degrees), `bar`, `ring`, `tidal`, `arc` (strengths, 0 = none), `dust` (lane optical depth),
+  `clumps` (int), `companion` (its flux ratio, 0 = none), `companion_sep` (in r_half);
+- observing: `seeing` (PSF sigma, px), `softening` (arcsinh softening of the JPEG stretch, in sky
+  sigmas) and `core` (display level of the brightest pixels).
 """
 from __future__ import annotations
 
 import os
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from gzcore import tree
+from gzcore import fits, tree
 
 SIZE = 424            # cutout side, px; all lengths below are in cutout px
 SCALE = 2             # cutout px per render px: scenes are made near SDSS resolution, resampled
@@ -30,6 +46,10 @@ GRID = 216            # render grid side: SIZE / SCALE, padded to a fast FFT len
 CENTER = 105.5        # render-grid coordinate of the cutout centre, where the target sits
 FIRST_ID = 100000     # GalaxyID of galaxy 0
 JPEG_QUALITY = 75     # the real cutouts' quantisation tables are quality 75, 4:2:0 chroma
+FORMATS = ("jpg", "fits")  # generate(image_format=...): colour JPEGs, or g, r, i flux cubes
+FITS_BANDS = "gri"    # the display channels (B, G, R) as bands, bluest first
+FITS_UNIT = 0.055     # display units of fits.DECALS per sky-noise sigma (band flux = this x scale)
+TRUTH_FILE = "truth.csv"
 
 # Light shares of display channels (R, G, B) = SDSS (i, r, g) for each stellar population.
 OLD = np.array([0.43, 0.34, 0.23])    # bulges, ellipticals, bars: yellow-orange
@@ -72,6 +92,9 @@ class GalaxyParams:
     seeing: float        # Gaussian PSF sigma, px
     softening: float     # arcsinh softening in sky-noise units: large = faint outskirts sink
     core: float          # display level (0-255) of the target's brightest pixels (> 255 saturates)
+
+
+TRUTH_COLUMNS = ("GalaxyID", *(f.name for f in fields(GalaxyParams)))  # truth.csv's header
 
 
 def sample_params(rng: np.random.Generator) -> GalaxyParams:
@@ -365,8 +388,10 @@ def _stretch(flux, softening, rng):
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8).transpose(1, 2, 0)
 
 
-def render_galaxy(params: GalaxyParams, rng: np.random.Generator) -> np.ndarray:
-    """The cutout of one target as a 424x424x3 uint8 image (before JPEG)."""
+def observe(params: GalaxyParams, rng: np.random.Generator) -> np.ndarray:
+    """The sky around one target as seen through the telescope: linear flux (3, 212, 212) in units
+    of the sky noise, display channels (R, G, B) = SDSS (i, r, g), before the stretch and the
+    resampling to the 424 px cutout."""
     g = (np.arange(GRID, dtype=np.float32) - CENTER) * SCALE
     x, y = g[None, :], g[:, None]
     scene = np.zeros((3, GRID, GRID), np.float32)
@@ -388,8 +413,23 @@ def render_galaxy(params: GalaxyParams, rng: np.random.Generator) -> np.ndarray:
     seeing = params.seeing * (1 + rng.normal(0, 0.06) * np.array([-1, 0, 1]))  # colour fringes
     psf = (1 - PSF_WING) * _gauss_ft(seeing) + PSF_WING * _gauss_ft(2.5 * seeing)
     flux = np.fft.irfft2(np.fft.rfft2(scene) * psf + _sky_noise_ft(rng), s=(GRID, GRID))
-    small = _stretch(flux[:, :SIZE // SCALE, :SIZE // SCALE], params.softening, rng)
+    return flux[:, :SIZE // SCALE, :SIZE // SCALE]
+
+
+def render_galaxy(params: GalaxyParams, rng: np.random.Generator) -> np.ndarray:
+    """The cutout of one target as a 424x424x3 uint8 image (before JPEG)."""
+    small = _stretch(observe(params, rng), params.softening, rng)
     return np.asarray(Image.fromarray(small).resize((SIZE, SIZE), Image.BICUBIC))
+
+
+def render_bands(params: GalaxyParams, rng: np.random.Generator) -> np.ndarray:
+    """The cutout of one target as float32 g, r, i flux images (3, 424, 424) in FITS row order
+    (row 0 = bottom): what `gzcore.fits.to_rgb` renders about as the JPEG shows it."""
+    flux = observe(params, rng)[::-1]  # (i, r, g) -> (g, r, i)
+    unit = FITS_UNIT * np.array([dict(fits.DECALS.scales)[b] for b in FITS_BANDS])
+    bands = [np.asarray(Image.fromarray(np.ascontiguousarray(f, np.float32)).resize(
+        (SIZE, SIZE), Image.BICUBIC)) * u for f, u in zip(flux, unit)]
+    return np.stack(bands)[:, ::-1].astype(np.float32)
 
 
 # --- simulated volunteers ---
@@ -484,33 +524,53 @@ def volunteer_votes(params: GalaxyParams, rng: np.random.Generator,
 
 # --- the folder ---
 
-def _make_one(image_dir: Path, seed: int, index: int) -> np.ndarray:
-    """Render and save galaxy `index`, return its labels; all randomness from (seed, index)."""
+def _make_one(image_dir: Path, seed: int, image_format: str, index: int
+              ) -> tuple[np.ndarray, GalaxyParams]:
+    """Render and save galaxy `index`, return its labels and truth; all randomness from
+    (seed, index), so the labels and the truth do not depend on the image format."""
     streams = np.random.SeedSequence([seed, index]).spawn(3)
     params_rng, image_rng, vote_rng = (np.random.default_rng(s) for s in streams)
     params = sample_params(params_rng)
-    image = Image.fromarray(render_galaxy(params, image_rng))
-    image.save(image_dir / f"{FIRST_ID + index}.jpg", quality=JPEG_QUALITY)
-    return volunteer_votes(params, vote_rng, int(vote_rng.integers(20, 51)))
+    galaxy_id = FIRST_ID + index
+    if image_format == "fits":
+        fits.write(image_dir / f"{galaxy_id}.fits", render_bands(params, image_rng), FITS_BANDS,
+                   bunit="nanomaggy", survey="gzcore synthetic", galaxyid=galaxy_id)
+    else:
+        image = Image.fromarray(render_galaxy(params, image_rng))
+        image.save(image_dir / f"{galaxy_id}.jpg", quality=JPEG_QUALITY)
+    return volunteer_votes(params, vote_rng, int(vote_rng.integers(20, 51))), params
 
 
-def generate(out_dir, n: int, seed: int = 0, progress=None, workers: int | None = None) -> Path:
+def _truth_row(galaxy_id: int, params: GalaxyParams) -> str:
+    values = [getattr(params, name) for name in TRUTH_COLUMNS[1:]]
+    return ",".join([str(galaxy_id)] + [f"{v:.6g}" if isinstance(v, float) else str(v) for v in values])
+
+
+def generate(out_dir, n: int, seed: int = 0, progress=None, workers: int | None = None,
+             image_format: str = "jpg") -> Path:
     """Write `n` synthetic galaxies in the Kaggle training layout under `out_dir`; return it.
 
-    Galaxies are rendered by `workers` processes (default: one per core); each depends only on
-    (seed, index), so the folder is the same for any number. `progress(done, total)` is called
-    after each galaxy."""
+    `image_format` "jpg" writes `<GalaxyID>.jpg` colour cutouts, "fits" `<GalaxyID>.fits` g, r, i
+    flux cubes (`render_bands`). Beside the labels, `truth.csv` holds what was rendered (see the
+    module's docstring). Galaxies are rendered by `workers` processes (default: one per core); each
+    depends only on (seed, index), so the folder is the same for any number. `progress(done,
+    total)` is called after each galaxy."""
+    if image_format not in FORMATS:
+        raise ValueError(f"unknown image format {image_format!r}; use one of {', '.join(FORMATS)}")
     out = Path(out_dir)
     image_dir = out / "images_training_rev1"
     image_dir.mkdir(parents=True, exist_ok=True)
     lines = ["GalaxyID," + ",".join(tree.COLUMNS)]
-    make = partial(_make_one, image_dir, seed)
+    truth = [",".join(TRUTH_COLUMNS)]
+    make = partial(_make_one, image_dir, seed, image_format)
     workers = min(workers or os.cpu_count() or 1, max(n, 1))
     with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
         rows = pool.map(make, range(n), chunksize=4) if pool else map(make, range(n))
-        for i, labels in enumerate(rows):
+        for i, (labels, params) in enumerate(rows):
             lines.append(f"{FIRST_ID + i}," + ",".join(f"{v:.6f}" for v in labels))
+            truth.append(_truth_row(FIRST_ID + i, params))
             if progress:
                 progress(i + 1, n)
     (out / "training_solutions_rev1.csv").write_text("\n".join(lines) + "\n")
+    (out / TRUTH_FILE).write_text("\n".join(truth) + "\n")
     return out

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import augment, checkpoint, data, evaluate, models
+from . import augment, checkpoint, data, evaluate, models, targets
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,10 @@ class TrainConfig:
     answer_weights: tuple[float, ...] | None = None  # per-answer MSE weights (37), None = plain MSE
     skip_bad: bool = False        # skip unreadable images / unlabelled rows instead of stopping
     threads: int | None = None    # torch CPU threads (None = torch's default)
+    labels: str | None = None     # a CSV of targets (first column: the image id); None = Kaggle answers
+    targets: tuple[str, ...] = () # its columns to learn (numbers: regression; class names: a classifier)
+    init: str | None = None       # fine-tune: start from this checkpoint's backbone (see with_init)
+    backbone_lr: float = 0.1      # fine-tuning: the backbone's learning rate relative to the head's
 
     def __post_init__(self):
         if self.augment not in augment.POLICIES:
@@ -54,6 +58,8 @@ class TrainConfig:
                              f"{', '.join(augment.POLICIES)}")
         if self.width is not None and not models.has_width(self.model):
             raise ValueError(f"model {self.model!r} has no width option (dieleman and xresnet do)")
+        if bool(self.labels) != bool(self.targets):
+            raise ValueError("a labels CSV (--labels) and its target columns (--target) go together")
 
 
 def cpu_has_native_bf16() -> bool:
@@ -112,8 +118,21 @@ def one_cycle(progress: float, peak: float, warmup: float) -> float:
 
 
 def loss_fn(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-    sq = (pred.float() - target) ** 2
-    return (sq * weights).mean() if weights is not None else sq.mean()
+    """Mean squared error over the known cells of `target` (NaN = unknown: no loss), each answer
+    weighted by `weights` when given."""
+    known = ~torch.isnan(target)
+    sq = (pred.float() - torch.nan_to_num(target)) ** 2 * known
+    if weights is not None:
+        sq = sq * weights
+    return sq.sum() / known.sum().clamp(min=1)
+
+
+def class_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the rows whose class (an index in target[:, 0]) is known."""
+    known = ~torch.isnan(target[:, 0])
+    classes = torch.nan_to_num(target[:, 0]).long()
+    per_row = torch.nn.functional.cross_entropy(logits.float(), classes, reduction="none")
+    return (per_row * known).sum() / known.sum().clamp(min=1)
 
 
 @dataclass
@@ -127,23 +146,33 @@ class Prepared:
     std: list[float]
     fingerprint: str
     skipped: list[str] = field(default_factory=list)
+    task: targets.Task = targets.TREE  # what the labels are; fitted to the training rows
+
+    @property
+    def encoded(self) -> np.ndarray:
+        """The labels as the loss reads them (`Task.encode`)."""
+        return self.task.encode(self.galaxies.labels)
 
 
 def prepare(data_dir, cfg: TrainConfig, cache_dir=None, progress=None) -> Prepared:
-    """Open a labelled folder, decode its crops (cached) and split it, as `fit` reads it."""
-    crops, galaxies = data.load_folder(data_dir, cfg.preprocess, labels=True, skip_bad=cfg.skip_bad,
-                                       cache_dir=cache_dir, progress=progress)
-    return prepared(galaxies, crops, cfg, data.fingerprint(galaxies, cfg.preprocess))
+    """Open one labelled folder or several (a list), decode their crops (cached) and split them, as
+    `fit` reads them. The labels are the folders' Kaggle answers, or cfg.targets of cfg.labels."""
+    galaxies, task = targets.open_labelled(data_dir, cfg.labels, cfg.targets, skip_bad=cfg.skip_bad)
+    crops, galaxies = data.load_crops(galaxies, cfg.preprocess, cache_dir=cache_dir,
+                                      skip_bad=cfg.skip_bad, progress=progress)
+    return prepared(galaxies, crops, cfg, data.fingerprint(galaxies, cfg.preprocess), task)
 
 
-def prepared(galaxies: data.GalaxySet, crops: np.ndarray, cfg: TrainConfig, fingerprint: str) -> Prepared:
-    """`Prepared` from galaxies and their crops: `cfg`'s split (and subset), and the normalisation
-    statistics of the training rows alone (at most 2,000 of them)."""
+def prepared(galaxies: data.GalaxySet, crops: np.ndarray, cfg: TrainConfig, fingerprint: str,
+             task: targets.Task = targets.TREE) -> Prepared:
+    """`Prepared` from galaxies and their crops: `cfg`'s split (and subset), and the statistics of
+    the training rows alone: pixels (at most 2,000 rows) and the task's target normalisation."""
     train_idx, val_idx = data.split(galaxies, cfg.val_fraction, cfg.seed)
     if cfg.subset:
         train_idx = train_idx[:cfg.subset]
     mean, std = channel_stats(crops, np.sort(train_idx[:2000]))
-    return Prepared(galaxies, crops, train_idx, val_idx, mean, std, fingerprint, galaxies.skipped)
+    return Prepared(galaxies, crops, train_idx, val_idx, mean, std, fingerprint, galaxies.skipped,
+                    task.fitted(galaxies.labels[train_idx]))
 
 
 def channel_stats(crops, index, chunk: int = 256) -> tuple[list[float], list[float]]:
@@ -194,36 +223,76 @@ class Learner:
     setup: Setup
     cfg: TrainConfig
     gen: torch.Generator
+    task: targets.Task = targets.TREE
     answer_weights: torch.Tensor | None = None
 
     @classmethod
     def create(cls, cfg: TrainConfig, setup: Setup, prep: Prepared, gen: torch.Generator,
                model: torch.nn.Module | None = None) -> "Learner":
-        """A fresh model of `cfg` (normalised by `prep`'s statistics), or `model` when given."""
+        """A fresh model of `cfg` for `prep`'s task (normalised by `prep`'s statistics), the
+        backbone of `cfg.init` under a new head, or `model` when given. Fine-tuned backbones learn
+        at `cfg.backbone_lr` times the head's rate (a param group's "scale")."""
         if model is None:
-            model = models.build(cfg.model, in_channels=cfg.preprocess.channels, mean=prep.mean,
-                                 std=prep.std, width=cfg.width)
+            model = (fine_tuned(cfg.init, prep.task) if cfg.init else
+                     models.build(cfg.model, head=prep.task.head, in_channels=cfg.preprocess.channels,
+                                  n_outputs=len(prep.task.columns), mean=prep.mean, std=prep.std,
+                                  width=cfg.width))
         model = model.to(setup.device, memory_format=torch.channels_last)
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if cfg.init:
+            groups = [{"params": model.backbone.parameters(), "scale": cfg.backbone_lr},
+                      {"params": model.head.parameters(), "scale": 1.0}]
+        else:
+            groups = [{"params": model.parameters(), "scale": 1.0}]
+        opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
         weights = None if cfg.answer_weights is None else \
             torch.tensor(cfg.answer_weights, dtype=torch.float32, device=setup.device)
         return cls(model, opt, torch.amp.GradScaler(enabled=setup.precision == "fp16"), setup, cfg,
-                   gen, weights)
+                   gen, prep.task, weights)
+
+    def loss(self, output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.task.kind == "classification":
+            return class_loss(output, labels)
+        return loss_fn(output, labels, self.answer_weights)
 
     def step(self, images: torch.Tensor, labels: torch.Tensor, lr: float) -> float:
         """One optimiser step at learning rate `lr` on an augmented uint8 batch; returns the loss."""
         for group in self.opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["scale"]
         x = augment.POLICIES[self.cfg.augment](augment.to_float(images), self.gen,
                                                out_size=self.cfg.input_size)
         with self.setup.autocast():
-            loss = loss_fn(self.model(x.contiguous(memory_format=torch.channels_last)), labels,
-                           self.answer_weights)
+            loss = self.loss(self.model(x.contiguous(memory_format=torch.channels_last)), labels)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
         self.scaler.update()
         return loss.item()
+
+
+def fine_tuned(path, task: targets.Task) -> models.GalaxyModel:
+    """A model for `task` that starts from the backbone of the checkpoint at `path` (of an
+    ensemble, its best member by held-out score), with that backbone's pixel normalisation. A tree
+    task keeps the tree head too; any other gets a new head."""
+    model, ckpt = checkpoint.load(path)
+    members = models.members(model)
+    scores = (ckpt.get("metrics") or {}).get("member_val_rmse_tta") or [0.0] * len(members)
+    source = members[int(np.argmin(scores))]
+    tuned = models.build(**{**source.config, "head": task.head, "n_outputs": len(task.columns)})
+    tuned.backbone.load_state_dict(source.backbone.state_dict())
+    if task.kind == "tree" and source.config.get("head", "tree") == "tree":
+        tuned.head.load_state_dict(source.head.state_dict())
+    return tuned
+
+
+def with_init(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` reading the crops its `init` checkpoint's backbone was trained on (model, width,
+    preprocessing and input size follow the checkpoint); unchanged without `init`."""
+    if not cfg.init:
+        return cfg
+    model, ckpt = checkpoint.load(cfg.init)
+    source = models.members(model)[0].config
+    return replace(cfg, model=source["name"], width=source.get("width"),
+                   preprocess=checkpoint.preprocess_of(ckpt), input_size=ckpt["input_size"])
 
 
 class Schedule:
@@ -293,12 +362,13 @@ def train_one_epoch(learner: Learner, batches: Batches, schedule: Schedule, epoc
 
 
 def validate(model, prep: Prepared, input_size: int, device: torch.device, tta: bool = False) -> float:
-    """RMSE on the held-out rows (nan when there are none), always in fp32: a score means the same
+    """RMSE on the held-out rows' known labels, in the labels' units (class probabilities against
+    one-hot for a classifier; nan when there are none), always in fp32: a score means the same
     whichever precision trained the model."""
     if not len(prep.val_idx):
         return math.nan
     pred = evaluate.predict(model, prep.crops, input_size, index=prep.val_idx, tta=tta, device=device)
-    return evaluate.rmse(pred, prep.galaxies.labels[prep.val_idx])
+    return evaluate.rmse(prep.task.decode(pred), prep.task.comparable(prep.galaxies.labels[prep.val_idx]))
 
 
 @contextlib.contextmanager
@@ -324,6 +394,7 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
     `cfg.threads` applies for the duration of the run; torch's thread count is restored after.
     """
     callback = callback or (lambda event, info: None)
+    cfg = with_init(cfg)
     with torch_threads(cfg.threads):
         started = time.time()
         setup = Setup.choose(cfg.device, cfg.precision)
@@ -339,8 +410,7 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
         if earlier.optimizer:
             learner.opt.load_state_dict(earlier.optimizer)
         model, best_state, stale = learner.model, earlier.best_state(), 0
-        batches = Batches(prep.crops, prep.galaxies.labels, prep.train_idx, cfg.batch_size,
-                          setup.device, gen)
+        batches = Batches(prep.crops, prep.encoded, prep.train_idx, cfg.batch_size, setup.device, gen)
         if len(batches) == 0:
             raise data.DataError(f"{data_dir}: only {len(prep.train_idx)} training galaxies; need at "
                                  f"least one batch of {cfg.batch_size}")
@@ -348,7 +418,7 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
 
         def save(metrics):
             checkpoint.save(out, model, preprocess=cfg.preprocess, input_size=cfg.input_size,
-                            metrics={**metrics, **ran_on}, history=history, train_config=_jsonable(cfg),
+                            task=prep.task, metrics={**metrics, **ran_on}, history=history, train_config=_jsonable(cfg),
                             optimizer=learner.opt, progress=min(schedule.progress, 1.0),
                             data_fingerprint=prep.fingerprint)
 
@@ -378,11 +448,16 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
                   "history": history}
         if len(prep.val_idx) and cfg.tta:
             result["val_rmse_tta"] = validate(model, prep, cfg.input_size, setup.device, tta=True)
+        if len(prep.val_idx) and prep.task.kind == "classification":
+            pred = evaluate.predict(model, prep.crops, cfg.input_size, index=prep.val_idx, tta=cfg.tta,
+                                    device=setup.device)
+            result["val_accuracy"] = evaluate.accuracy(pred, prep.galaxies.labels[prep.val_idx, 0])
         result["seconds"] = time.time() - started
         if out:
-            save({k: result[k] for k in ("val_rmse", "val_rmse_tta", "epochs", "seconds",
+            save({k: result[k] for k in ("val_rmse", "val_rmse_tta", "val_accuracy", "epochs", "seconds",
                                          "train_images", "val_images") if k in result})
         callback("done", dict(result))
+        result["task"] = prep.task
         result["model"] = model
         return result
 
@@ -418,6 +493,7 @@ def lr_find(data_dir, cfg: TrainConfig = TrainConfig(), start: float = 1e-5, end
     """Leslie Smith's range test: raise the LR exponentially for `steps` batches (the training step
     of `fit`, augmentation and precision included) and record the smoothed loss. Suggests the LR of
     steepest descent. Returns {'lrs', 'losses', 'suggestion'} and `Setup.describe`'s keys."""
+    cfg = with_init(cfg)
     with torch_threads(cfg.threads):
         setup = Setup.choose(cfg.device, cfg.precision)
         torch.manual_seed(cfg.seed)
@@ -425,8 +501,7 @@ def lr_find(data_dir, cfg: TrainConfig = TrainConfig(), start: float = 1e-5, end
         prep = prepared or prepare(data_dir, cfg, cache_dir)
         learner = Learner.create(cfg, setup, prep, gen)
         learner.model.train()
-        batches = Batches(prep.crops, prep.galaxies.labels, prep.train_idx, cfg.batch_size,
-                          setup.device, gen)
+        batches = Batches(prep.crops, prep.encoded, prep.train_idx, cfg.batch_size, setup.device, gen)
         if len(batches) == 0:
             raise data.DataError(f"{data_dir}: only {len(prep.train_idx)} training galaxies; need at "
                                  f"least one batch of {cfg.batch_size}")

@@ -174,15 +174,18 @@ class TreeProblem:
     message: str
 
 
-def check_labels(weighted: np.ndarray, tol: float = 1e-3, ids=None) -> list[TreeProblem]:
+def check_labels(weighted: np.ndarray, tol: float = 1e-3, ids=None,
+                 unknown_ok: bool = False) -> list[TreeProblem]:
     """Every way a label matrix breaks the tree: NaN, values outside [0, 1], question sums that
-    differ from their reach by more than `tol`. Empty list = the labels obey the tree."""
+    differ from their reach by more than `tol`. Empty list = the labels obey the tree.
+    With `unknown_ok`, NaN cells are unknown answers (partial labels): a question's sum is then
+    checked where its answers and its reach are all known."""
     w = np.atleast_2d(np.asarray(weighted, dtype=np.float64))
     if w.shape[1] != N_ANSWERS:
         raise ValueError(f"expected {N_ANSWERS} answer columns, got {w.shape[1]}")
     name = (lambda i: f"GalaxyID {ids[i]}") if ids is not None else (lambda i: f"row {i}")
     problems: list[TreeProblem] = []
-    bad_nan = np.isnan(w).any(axis=1)
+    bad_nan = np.zeros(len(w), bool) if unknown_ok else np.isnan(w).any(axis=1)
     bad_range = ((w < -tol) | (w > 1 + tol)).any(axis=1) & ~bad_nan
     for i in np.flatnonzero(bad_nan):
         cols = [COLUMNS[j] for j in np.flatnonzero(np.isnan(w[i]))]
@@ -192,11 +195,11 @@ def check_labels(weighted: np.ndarray, tol: float = 1e-3, ids=None) -> list[Tree
         cols = [COLUMNS[j] for j in np.flatnonzero((w[i] < -tol) | (w[i] > 1 + tol))]
         problems.append(TreeProblem(int(i), QUESTION_OF_COLUMN[cols[0]],
                                     f"{name(i)}: value outside [0, 1] in {', '.join(cols)}"))
-    r = reach(np.nan_to_num(w))
+    r = reach(w)
     ok = ~(bad_nan | bad_range)
     for qi, q in enumerate(QUESTIONS):
-        total = w[:, SLICES[q.number]].sum(axis=1)
-        off = ok & (np.abs(total - r[:, qi]) > tol)
+        total = w[:, SLICES[q.number]].sum(axis=1)  # NaN where an answer is unknown
+        off = ok & ~np.isnan(total - r[:, qi]) & (np.abs(total - r[:, qi]) > tol)
         for i in np.flatnonzero(off):
             expected = "1" if q.reached_by is None else f"{q.reached_by} = {r[i, qi]:.4f}"
             problems.append(TreeProblem(int(i), q.number,

@@ -121,8 +121,9 @@ def test_corrupt_and_truncated_jpegs(synth_dir, tmp_path):
 
 
 @pytest.mark.parametrize("mutate, message", [
-    (lambda df: df.drop(columns=["Class4.2"]), "missing column"),
-    (lambda df: df.assign(**{"Class1.1": np.nan}), "missing value in Class1.1"),
+    (lambda df: df.drop(columns=["GalaxyID"]), "expected GalaxyID and answer columns"),
+    (lambda df: df[["GalaxyID"]], "expected GalaxyID and answer columns"),
+    (lambda df: df.assign(**{"Class1.1": "x"}), "line 2: Class1.1 'x' is not a number"),
     (lambda df: df.assign(**{"Class2.1": 1.5}), "outside"),
     (lambda df: df.assign(**{"Class3.1": df["Class3.1"] + 0.3}), "Q3 answers sum"),
     (lambda df: df.assign(GalaxyID="abc"), "is not a number"),
@@ -135,6 +136,26 @@ def test_bad_labels_name_the_row(synth_dir, tmp_path, mutate, message):
     with pytest.raises(data.DataError, match=message) as err:
         data.read_labels(bad)
     assert str(bad) in str(err.value)
+
+
+def test_partial_labels_are_unknown_not_zero(synth_dir, tmp_path):
+    """A CSV with some questions only (another campaign): absent columns and empty cells are NaN,
+    and the known questions are still checked against the tree."""
+    import pandas as pd
+    df = pd.read_csv(synth_dir / data.LABELS_FILE)
+    known = ["Class1.1", "Class1.2", "Class1.3", "Class2.1", "Class2.2", "Class6.1", "Class6.2"]
+    partial = df[["GalaxyID", *known]].astype(object)
+    partial.loc[3, "Class6.1"] = partial.loc[3, "Class6.2"] = ""  # Q6 unknown for one galaxy
+    partial.to_csv(tmp_path / "p.csv", index=False)
+    ids, labels = data.read_labels(tmp_path / "p.csv")
+    columns = [tree.COLUMN_INDEX[c] for c in known]
+    np.testing.assert_allclose(labels[:, columns][np.arange(len(df)) != 3],
+                               df[known].to_numpy()[np.arange(len(df)) != 3], atol=1e-6)
+    assert np.isnan(np.delete(labels, columns, axis=1)).all() and np.isnan(labels[3, 13:15]).all()
+    partial.loc[5, "Class2.1"] = float(partial.loc[5, "Class2.1"]) + 0.3
+    partial.to_csv(tmp_path / "p.csv", index=False)
+    with pytest.raises(data.DataError, match=f"line 7: GalaxyID {df.GalaxyID[5]}: Q2 answers sum"):
+        data.read_labels(tmp_path / "p.csv")
 
 
 def test_real_labels_pass_and_a_broken_copy_is_flagged(real_dir, tmp_path):

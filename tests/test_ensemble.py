@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import TINY
 
-from gzcore import checkpoint, data, ensemble, evaluate, explain, models, neighbours, tree, train
+from gzcore import augment, checkpoint, data, ensemble, evaluate, explain, models, neighbours, train, tree
 from gzcore.checkpoint import CheckpointError
 
 MEMBER = replace(TINY, epochs=1)  # the suite's tiny configuration, one epoch a member
@@ -142,3 +142,42 @@ def test_explanations_and_neighbours_work_on_an_ensemble(members, synth_dir, tmp
     emb = neighbours.embed(model, crops, 32)
     width = sum(m.backbone.out_features for m in model.members)
     assert emb.shape == (4, width) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+
+
+def test_the_spread_is_the_members_and_views_disagreement(members, synth_dir, tmp_path):
+    ensemble.combine(members, tmp_path / "e.pt", synth_dir)
+    model, _ = checkpoint.load(tmp_path / "e.pt")
+    crops, val_idx, truth = _validation(synth_dir)
+    mean, spread = evaluate.predict(model, crops, 32, index=val_idx, spread=True)
+    singles = np.stack([evaluate.predict(m, crops, 32, index=val_idx) for m in model.members])
+    np.testing.assert_allclose(mean, evaluate.predict(model, crops, 32, index=val_idx), atol=1e-6)
+    np.testing.assert_allclose(spread, singles.std(0), atol=1e-6)
+    one = model.members[0]
+    with pytest.raises(ValueError, match="8 test-time views"):
+        evaluate.predict(one, crops, 32, index=val_idx, spread=True)
+    _, views = evaluate.predict(one, crops[val_idx[:1]], 32, tta=True, spread=True)
+    x = explain.model_input(crops[val_idx[0]], 32)
+    with torch.no_grad():
+        each = torch.cat([one(augment.dihedral(x[None], k)) for k in range(8)]).numpy()
+    np.testing.assert_allclose(views[0], each.std(0), atol=1e-5)
+    table, rho = evaluate.calibration(spread, mean, truth, bins=4)
+    assert table.cells.sum() == truth.size and -1 <= rho <= 1
+    assert np.all(np.diff(table.spread) >= 0)  # bins in order of spread
+
+
+def test_gz_predict_writes_a_spread_per_answer(members, synth_dir, tmp_path):
+    import subprocess
+    import sys
+
+    import pandas as pd
+    ensemble.combine(members, tmp_path / "e.pt", synth_dir)
+    run = [sys.executable, "-m", "gzcore.cli", "predict", "--data", str(synth_dir), "--uncertainty"]
+    r = subprocess.run([*run, "--checkpoint", str(tmp_path / "e.pt"), "--out", str(tmp_path / "p.csv")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert list(table.columns) == ["GalaxyID", *tree.COLUMNS, *(f"{c} spread" for c in tree.COLUMNS)]
+    assert (table[[f"{c} spread" for c in tree.COLUMNS]].to_numpy() >= 0).all()
+    r = subprocess.run([*run, "--checkpoint", str(members[0]), "--no-tta", "--out", str(tmp_path / "q.csv")],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "8 test-time views" in r.stderr and "Traceback" not in r.stderr

@@ -109,3 +109,36 @@ def test_volunteers_follow_the_truth():
     assert cond(spiral)[col["Class4.1"]] > 0.6 and cond(spiral)[col["Class11.2"]] > 0.3
     assert cond(edge_on)[col["Class2.1"]] > 0.6
     assert cond(elliptical)[col["Class1.1"]] > 0.6
+
+
+def _truth(folder):
+    import pandas as pd
+    return pd.read_csv(folder / synthetic.TRUTH_FILE)
+
+
+def test_truth_holds_what_was_rendered(universe):
+    truth = _truth(universe)
+    assert tuple(truth.columns) == synthetic.TRUTH_COLUMNS and truth.columns[0] == "GalaxyID"
+    assert list(truth["GalaxyID"]) == list(_labels(universe)[:, 0].astype(int))  # one row per galaxy
+    assert set(truth["kind"]) <= set(synthetic.KINDS) and {"spiral", "elliptical"} <= set(truth["kind"])
+    for column, lo, hi in [("bulge_frac", 0, 1), ("sersic_n", 1, 4), ("axis_ratio", 0.05, 1),
+                           ("incl", 0, 90), ("arm_strength", 0, 1), ("bar", 0, 1), ("r_half", 12, 60)]:
+        assert truth[column].between(lo, hi).all(), column
+    assert truth["n_arms"].dtype.kind == "i" and truth["clumps"].dtype.kind == "i"
+    spiral = truth["kind"] == "spiral"
+    assert (truth.loc[spiral, "n_arms"] >= 1).all() and (truth.loc[~spiral, "n_arms"] == 0).all()
+    assert (truth.loc[truth["kind"] == "elliptical", "bulge_frac"] == 1).all()
+    params = synthetic.sample_params(  # galaxy 3's truth is what _make_one drew for it
+        np.random.default_rng(np.random.SeedSequence([0, 3]).spawn(3)[0]))
+    row = truth.iloc[3]
+    assert row["kind"] == params.kind and row["n_arms"] == params.n_arms
+    np.testing.assert_allclose([row["bulge_frac"], row["sersic_n"], row["axis_ratio"]],
+                               [params.bulge_frac, params.sersic_n, params.axis_ratio], rtol=1e-5)
+
+
+def test_truth_is_deterministic_per_seed(universe, tmp_path):
+    small = synthetic.generate(tmp_path / "a", 5, seed=0, workers=2)
+    assert (small / synthetic.TRUTH_FILE).read_text().splitlines() == \
+        (universe / synthetic.TRUTH_FILE).read_text().splitlines()[:6]
+    other = synthetic.generate(tmp_path / "b", 5, seed=1, workers=1)
+    assert (other / synthetic.TRUTH_FILE).read_bytes() != (small / synthetic.TRUTH_FILE).read_bytes()

@@ -1,0 +1,192 @@
+"""What a model predicts (its task): the Galaxy Zoo tree's 37 answers, scalar targets such as
+gas-phase metallicity, or classes. Unknown labels are NaN everywhere: they add no loss and no score.
+
+A `Task` travels in the checkpoint. It says which head the model has, how labels are encoded for
+training (scalar targets are standardised with the training rows' mean and spread, classes become
+indices) and how raw outputs are decoded into the user's units (decoded classes are probabilities).
+`read` turns any CSV whose first column is the image id into labels for chosen target columns.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from . import data, tree
+from .data import DataError
+
+KINDS = ("tree", "regression", "classification")
+
+
+@dataclass(frozen=True)
+class Task:
+    kind: str                       # one of KINDS
+    columns: tuple[str, ...]        # what the model outputs: tree.COLUMNS, the targets, or the classes
+    target: str | None = None       # classification: the CSV column holding the class names
+    mean: tuple[float, ...] = ()    # regression: the training rows' mean of each target...
+    std: tuple[float, ...] = ()     # ...and spread (the model predicts standardised values)
+
+    @property
+    def head(self) -> str:
+        """models.build's head: the tree head, or a linear one (scalars, or class logits)."""
+        return "tree" if self.kind == "tree" else "regression"
+
+    @property
+    def label_columns(self) -> tuple[str, ...]:
+        """The columns of the labels array (N, K) a GalaxySet holds for this task."""
+        return (self.target,) if self.kind == "classification" else self.columns
+
+    @property
+    def unit_name(self) -> str:
+        """How scores are read: "RMSE" over answers or targets, "RMSE of class probabilities"."""
+        return "RMSE of class probabilities" if self.kind == "classification" else "RMSE"
+
+    def fitted(self, labels: np.ndarray) -> "Task":
+        """The task with its normalisation taken from training labels (regression only)."""
+        if self.kind != "regression":
+            return self
+        mean = np.nanmean(labels, axis=0)
+        std = np.nanstd(labels, axis=0)
+        return replace(self, mean=tuple(float(m) for m in mean),
+                       std=tuple(float(s) if s > 0 else 1.0 for s in std))
+
+    def encode(self, labels: np.ndarray) -> np.ndarray:
+        """Labels in the units the loss compares with raw outputs (NaN stays NaN)."""
+        if self.kind == "regression":
+            return ((labels - np.array(self.mean)) / np.array(self.std)).astype(np.float32)
+        return np.asarray(labels, np.float32)
+
+    def decode(self, raw: np.ndarray) -> np.ndarray:
+        """Raw model outputs -> answers (tree), targets in their units, or class probabilities."""
+        raw = np.asarray(raw, np.float64)
+        if self.kind == "regression":
+            return (raw * np.array(self.std) + np.array(self.mean)).astype(np.float32)
+        if self.kind == "classification":
+            e = np.exp(raw - raw.max(axis=1, keepdims=True))
+            return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+        return raw.astype(np.float32)
+
+    def decode_spread(self, spread: np.ndarray) -> np.ndarray:
+        """A spread of raw outputs (`evaluate.predict(spread=True)`) in `decode`'s units."""
+        if self.kind == "classification":
+            raise ValueError("a classifier's uncertainty is its class probabilities; no spread")
+        return (np.asarray(spread) * np.array(self.std)).astype(np.float32) if self.kind == "regression" \
+            else np.asarray(spread, np.float32)
+
+    def comparable(self, labels: np.ndarray) -> np.ndarray:
+        """Labels in the space of `decode`'s output: one-hot rows for classes (NaN rows unknown)."""
+        if self.kind != "classification":
+            return labels
+        known = ~np.isnan(labels[:, 0])
+        out = np.full((len(labels), len(self.columns)), np.nan, np.float32)
+        out[known] = np.eye(len(self.columns), dtype=np.float32)[labels[known, 0].astype(int)]
+        return out
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "Task":
+        """The inverse of `to_dict`; checkpoints written before tasks existed predict the tree."""
+        if not d:
+            return TREE
+        d = dict(d)
+        for key in ("columns", "mean", "std"):
+            d[key] = tuple(d.get(key) or ())
+        return cls(**d)
+
+
+TREE = Task("tree", tree.COLUMNS)
+
+
+def of_checkpoint(ckpt: dict) -> Task:
+    return Task.from_dict(ckpt.get("task"))
+
+
+def read(csv_path, targets=(), task: Task | None = None) -> tuple[np.ndarray, np.ndarray, Task]:
+    """(ids int64, labels float32 (N, K) with NaN for unknown, the task) from a CSV whose first
+    column is the image id and which holds the `targets` columns. One non-numeric target column is
+    a classification task (its distinct values, sorted, are the classes); numeric ones are
+    regression targets. With a trained model's `task`, its columns and classes are read instead
+    (evaluation). Errors name the file and the line."""
+    import pandas as pd
+
+    csv_path = Path(csv_path)
+    targets = list(task.label_columns if task else targets)
+    try:
+        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except Exception as e:  # pandas raises many types for malformed files
+        raise DataError(f"{csv_path}: cannot be read as CSV ({e})") from e
+    if not targets:
+        raise DataError(f"{csv_path}: name at least one target column (--target)")
+    missing = [t for t in targets if t not in df.columns[1:]]
+    if missing:
+        raise DataError(f"{csv_path}: no column {', '.join(map(repr, missing))}; its columns are "
+                        f"{', '.join(df.columns[1:][:20])}")
+    ids = _ids(df.iloc[:, 0], csv_path)
+    cells = df[targets].apply(lambda c: c.str.strip())
+    unknown = cells.isin(["", "nan", "NaN", "NA"]).to_numpy()
+    values = cells.apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+    text = np.isnan(values) & ~unknown
+    if task is not None and task.kind == "classification":
+        return ids, _class_indices(cells.iloc[:, 0], unknown[:, 0], task.columns, csv_path), task
+    if text.any(axis=0).any():
+        if len(targets) > 1:
+            j = int(np.flatnonzero(text.any(axis=0))[0])
+            raise DataError(f"{csv_path}: column {targets[j]!r} holds text (class names), which is "
+                            f"a classification target: train it alone")
+        classes = tuple(sorted(set(cells.iloc[:, 0][~unknown[:, 0]])))
+        labels = _class_indices(cells.iloc[:, 0], unknown[:, 0], classes, csv_path)
+        return ids, labels, Task("classification", classes, target=targets[0])
+    if not np.isfinite(values[~unknown]).all():
+        i, j = np.argwhere(~np.isfinite(values) & ~unknown)[0]
+        raise DataError(f"{csv_path}, line {i + 2}: {targets[j]} is not a finite number")
+    return ids, values.astype(np.float32), Task("regression", tuple(targets))
+
+
+def _class_indices(names, unknown, classes, csv_path: Path) -> np.ndarray:
+    """(N, 1) float32 class indices of `names` (NaN where unknown); an unknown class is an error."""
+    index = {c: i for i, c in enumerate(classes)}
+    out = np.full((len(names), 1), np.nan, np.float32)
+    for row, (name, u) in enumerate(zip(names, unknown)):
+        if u:
+            continue
+        if name not in index:
+            raise DataError(f"{csv_path}, line {row + 2}: class {name!r} is not one the model knows "
+                            f"({', '.join(classes)})")
+        out[row, 0] = index[name]
+    return out
+
+
+def _ids(column, csv_path: Path) -> np.ndarray:
+    """The first column as int64 ids, read exactly (SDSS objIDs are ~1.2e18, beyond float64)."""
+    ids = []
+    for line, value in enumerate(column, start=2):
+        try:
+            ids.append(int(value.strip()))
+        except ValueError:
+            raise DataError(f"{csv_path}, line {line}: id {value!r} is not an integer (the first "
+                            f"column names each image: <id>.jpg, .png or .fits)") from None
+    ids = np.array(ids, dtype=np.int64)
+    values, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        raise DataError(f"{csv_path}: id {values[counts > 1][0]} appears more than once")
+    return ids
+
+
+def open_labelled(folders, labels=None, targets=(), task: Task | None = None,
+                  skip_bad: bool = False) -> tuple[data.GalaxySet, Task]:
+    """The labelled galaxies of one or more folders and the task their labels set: the folders' own
+    Kaggle answers (the tree; partial ones allowed), or the `targets` columns of the CSV `labels`
+    whose first column is the image id (or `task`'s columns, for a trained model)."""
+    folders = [folders] if isinstance(folders, (str, Path)) else list(folders)
+    if labels is None:
+        return data.GalaxySet.concat([data.open_folder(f, labels=True, skip_bad=skip_bad)
+                                      for f in folders]), TREE
+    if task is not None and task.kind == "tree":  # Kaggle answers from a CSV outside the folder
+        ids, values = data.read_labels(labels)
+    else:
+        ids, values, task = read(labels, targets, task)
+    images = data.GalaxySet.concat([data.images_of(f) for f in folders])
+    return data.with_labels(images, ids, values, skip_bad=skip_bad), task
