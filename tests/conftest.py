@@ -51,6 +51,19 @@ def synth_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def universe400(tmp_path_factory):
+    """A 400-galaxy synthetic universe: enough for a tiny model to learn (learning tests)."""
+    from gzcore import synthetic
+    return synthetic.generate(tmp_path_factory.mktemp("synth400") / "universe", 400, seed=5)
+
+
+@pytest.fixture(scope="session")
+def shared_data(real_dir):
+    """`../shared/data` (beside the real Kaggle sample), for the other real sets."""
+    return real_dir.parent
+
+
+@pytest.fixture(scope="session")
 def dashboard_env(tmp_path_factory):
     """A 96-galaxy synthetic universe and a one-epoch checkpoint, as the environment the dashboard
     reads (GZ_DATA, GZ_CHECKPOINT)."""
