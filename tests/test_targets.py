@@ -179,16 +179,16 @@ def test_fine_tuning_an_ensemble_starts_from_its_best_member(synth_dir, tmp_path
 
 
 def test_a_physical_target_of_the_synthetic_universe_is_learnt(universe400):
-    """truth.csv holds what each galaxy was rendered from: its half-light radius is in the images,
-    and a tiny model predicts it clearly better than the training mean does."""
+    """truth.csv holds what each galaxy was rendered from: its axis ratio shows in the images, and a
+    tiny model predicts it far better than any baseline (measured: 0.41 of the training mean's
+    RMSE, 0.46 of the best linear colour fit's)."""
     from gzcore import synthetic
     cfg = replace(TINY, epochs=30, batch_size=32, lr=3e-3, labels=str(universe400 / synthetic.TRUTH_FILE),
-                  targets=("r_half",))
+                  targets=("axis_ratio",))
     prep = train.prepare(universe400, cfg)
     result = train.fit(universe400, cfg, prepared=prep)
-    truth = prep.galaxies.labels
-    base = evaluate.baselines(prep.crops, truth, prep.train_idx, prep.val_idx, prep.task)
-    assert result["val_rmse"] < 0.7 * base["mean of each target"]
+    base = evaluate.baselines(prep.crops, prep.galaxies.labels, prep.train_idx, prep.val_idx, prep.task)
+    assert result["val_rmse"] < 0.6 * min(base.values())
 
 
 def test_the_real_metallicity_set_and_partial_labels_read_as_documented(shared_data):
