@@ -170,7 +170,8 @@ def predictions_table(ids, pred: np.ndarray, truth: np.ndarray | None = None, co
     if truth is not None:
         crowd = pd.DataFrame(np.asarray(truth, np.float32), columns=[f"crowd {c}" for c in columns])
         df = pd.concat([df, crowd], axis=1)
-        with np.errstate(all="ignore"):  # a galaxy with no known label has no error: nan
+        with warnings.catch_warnings():  # a galaxy with no known label has no error: nan
+            warnings.simplefilter("ignore", RuntimeWarning)
             df["rmse"] = np.sqrt(np.nanmean((np.asarray(pred) - truth) ** 2, axis=1)).astype(np.float32)
     return df
 

@@ -4,6 +4,9 @@
 whose `map` (H, W) says which pixels drove the answer; `overlay` paints it over the image. By default
 the explained output is the *conditional* answer (its probability given the question was asked),
 because the weighted one also carries the evidence for every question on the way to it.
+`explain_output(model, image, output=k)` explains raw output k of any model: a target of a model of
+other targets (gzcore.targets; in its standardised units, which moves with the target, so the map
+is the target's), a classifier's logit for class k, or the tree's k-th weighted answer.
 
 Maps are normalised per image, so they compare places within a galaxy, not between galaxies:
 unsigned methods (saliency, smoothgrad, gradcam) give [0, 1], signed ones (integrated_gradients,
@@ -41,12 +44,13 @@ SIGNED = ("integrated_gradients", "occlusion")
 class Attribution:
     map: np.ndarray       # (H, W) float32: [0, 1], or [-1, 1] when `signed`
     method: str
-    question: int
-    answer: str           # column, e.g. "Class4.1"
-    conditional: bool     # True: explains P(answer | question asked); False: the weighted output
+    question: int | None  # the tree's question; None from explain_output
+    answer: str | None    # column, e.g. "Class4.1"; None from explain_output
+    conditional: bool     # True: explains P(answer | question asked); False: the weighted or raw output
     target_value: float   # the model's value of the explained output for this image
     signed: bool
     seconds: float
+    output: int = 0       # index of the explained output (among the 37 answers, or the raw outputs)
 
 
 def model_input(crop, input_size: int | None = None) -> torch.Tensor:
@@ -159,14 +163,43 @@ def explain(model: models.GalaxyModel | models.Ensemble, image, question: int, a
     Pass a loaded copy of the model (e.g. `checkpoint.load`), never the instance being trained: it
     runs in eval mode here, and its previous mode is restored afterwards. Weights are not changed.
     """
+    if not all(isinstance(m.head, models.TreeHead) for m in models.members(model)):
+        raise ValueError("explain needs a model with the decision-tree head (explain_output explains "
+                         "any model's outputs)")
+    chosen = {}
+
+    def target_of(values):
+        chosen["column"] = _answer_column(values, question, answer)
+        return tree.COLUMN_INDEX[chosen["column"]]
+    heat, value, target, seconds = _run(model, image, _outputs(model, conditional), target_of, method,
+                                        options, progress)
+    return Attribution(heat, method, question, chosen["column"], conditional, value, method in SIGNED,
+                       seconds, target)
+
+
+def explain_output(model: models.GalaxyModel | models.Ensemble, image, output: int,
+                   method: str = "saliency", progress=None, **options) -> Attribution:
+    """Attribute raw output `output` (an index of `model(x)`'s columns: a target, a class's logit, or
+    one of the tree's weighted answers) of one galaxy to its pixels; as `explain` otherwise.
+    `target_value` is the raw output (`targets.Task.decode` turns it into the target's units)."""
+    def target_of(values):
+        if not 0 <= output < len(values):
+            raise ValueError(f"output {output} does not exist; the model has {len(values)} "
+                             f"(0-{len(values) - 1})")
+        return output
+    heat, value, target, seconds = _run(model, image, model, target_of, method, options, progress)
+    return Attribution(heat, method, None, None, False, value, method in SIGNED, seconds, target)
+
+
+def _run(model, image, outputs, target_of, method: str, options: dict, progress):
+    """(normalised map, the explained output's value, its index, seconds): the attribution of
+    `outputs(x)[:, target_of(outputs(x)[0])]` by `method`."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     unknown = set(options) - set(METHODS[method])
     if unknown:
         raise ValueError(f"{method} has no option(s) {', '.join(sorted(unknown))}; "
                          f"its options are {dict(METHODS[method]) or 'none'}")
-    if not all(isinstance(m.head, models.TreeHead) for m in models.members(model)):
-        raise ValueError("explain needs a model with the decision-tree head")
     opts = {**METHODS[method], **options}
     was_training = model.training
     model.eval()
@@ -177,19 +210,16 @@ def explain(model: models.GalaxyModel | models.Ensemble, image, question: int, a
             x = model_input(image) if image.dtype == torch.uint8 else image
             x = x.to(next(model.buffers()).device, torch.float32).clone()[None]
             x.requires_grad_()  # the only tensor whose gradient is taken
-            outputs = _outputs(model, conditional)
             with torch.no_grad():
                 values = outputs(x)[0]
-            column = _answer_column(values, question, answer)
-            target = tree.COLUMN_INDEX[column]
+            target = target_of(values)
             forward = _counting(outputs, _evaluations(method, x, opts), progress)
             raw = _attribute(method, forward, model, x, target, opts).detach()
     finally:
         model.train(was_training)
     scale = raw.abs().max()
     heat = (raw / scale if scale > 0 else raw).cpu().numpy().astype(np.float32)
-    return Attribution(heat, method, question, column, conditional, float(values[target]),
-                       method in SIGNED, time.perf_counter() - start)
+    return heat, float(values[target]), target, time.perf_counter() - start
 
 
 # Colormaps sampled at 9 even steps from matplotlib's inferno and coolwarm (linear in between).

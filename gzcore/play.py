@@ -23,7 +23,8 @@ def next_question(walk: Walk) -> int | None:
 
 def compare(walk: Walk, crowd_weighted, model_weighted=None) -> pd.DataFrame:
     """One row per question the visitor answered: their answer, the share of the crowd (and of the
-    model) that gave it, and the crowd's and model's own top answers (conditional fractions)."""
+    model) that gave it, and the crowd's and model's own top answers (conditional fractions). Where
+    the crowd's answers are unknown (partial labels) the share is NaN and `crowd agrees` None."""
     sources = {"crowd": crowd_weighted, "model": model_weighted}
     cond = {k: tree.to_conditional(v)[0] for k, v in sources.items() if v is not None}
     rows = []
@@ -31,6 +32,10 @@ def compare(walk: Walk, crowd_weighted, model_weighted=None) -> pd.DataFrame:
         q, s = tree.QUESTION_BY_NUMBER[number], tree.SLICES[number]
         row = {"question": q.title, "you": q.answers[k].long}
         for name, c in cond.items():
+            if np.isnan(np.asarray(sources[name], np.float64).reshape(-1)[s]).any():
+                row.update({f"{name} share of your answer": np.nan, f"{name} answer": "no labels",
+                            f"{name} agrees": None})
+                continue
             part = np.nan_to_num(c[s])
             top = int(part.argmax())
             row[f"{name} share of your answer"] = float(part[k])
@@ -42,6 +47,6 @@ def compare(walk: Walk, crowd_weighted, model_weighted=None) -> pd.DataFrame:
 
 def parted_ways(comparison: pd.DataFrame, source: str = "crowd") -> int | None:
     """Position in the walk of the first question where `source`'s top answer was not the visitor's."""
-    agrees = comparison[f"{source} agrees"].to_numpy() if len(comparison) else np.array([])
-    misses = np.flatnonzero(~agrees.astype(bool))
+    agrees = comparison[f"{source} agrees"] if len(comparison) else pd.Series([], dtype=object)
+    misses = np.flatnonzero(agrees.eq(False).to_numpy())  # None (unknown) is no parting
     return int(misses[0]) if len(misses) else None

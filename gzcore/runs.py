@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import checkpoint, data, train
+from . import checkpoint, data, targets, train
 
 
 @dataclass
@@ -88,13 +88,14 @@ def run_path(runs_dir, config: train.TrainConfig) -> Path:
 
 
 def describe(path) -> dict:
-    """Name, architecture, metrics and training data size of a checkpoint, for pickers.
+    """Name, architecture, metrics, training data size and task (what it predicts) of a checkpoint,
+    for pickers.
     Raises CheckpointError for files that are not gzcore checkpoints."""
     ckpt = checkpoint.read(path)
     m = ckpt.get("metrics") or {}
     return {"path": str(path), "name": Path(path).name, "model": ckpt["model_config"].get("name"),
             "val_rmse": m.get("val_rmse", math.nan), "epochs": m.get("epochs"),
-            "train_images": m.get("train_images")}
+            "train_images": m.get("train_images"), "task": targets.of_checkpoint(ckpt)}
 
 
 def checkpoints(*folders) -> list[Path]:

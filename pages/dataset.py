@@ -9,9 +9,14 @@ navigation.through_app()  # app.py's set-up first, even when a fresh server's fi
 
 st.title("Dataset")
 ctx = state.context()
+state.tree_only(ctx)
 sources = ["crowd", "model"] if catalog.has_crowd(ctx.table) else ["model"]
 source = st.segmented_control("Answers of", sources, default=sources[0], key="dataset_source") or sources[0]
-st.caption(f"{len(ctx.table):,} galaxies in `{ctx.data_dir}`")
+counts = catalog.question_counts(ctx.table)  # galaxies with crowd labels, per question
+partial = source == "crowd" and not all(counts.values())
+known = ", ".join(f"Q{n} ({c:,} galaxies)" for n, c in counts.items() if c)
+st.caption(f"{len(ctx.table):,} galaxies in `{ctx.data_dir}`" +
+           (f" · partial labels: crowd answers for {known}" if partial else ""))
 
 left, right = st.columns([3, 1])
 with left:
@@ -30,7 +35,10 @@ st.caption("Pearson correlation of the weighted answers over all galaxies; "
 st.plotly_chart(charts.correlations(catalog.answer_correlations(ctx.table, source)), key="dataset_corr")
 
 st.subheader("The most confident galaxy for each answer")
-question = st.selectbox("Question", [q.number for q in tree.QUESTIONS], key="dataset_q",
+numbers = [q.number for q in tree.QUESTIONS if source == "model" or counts[q.number]]  # partial labels: some
+if st.session_state.get("dataset_q") not in numbers:
+    st.session_state.pop("dataset_q", None)
+question = st.selectbox("Question", numbers, key="dataset_q",
                         format_func=lambda n: tree.QUESTION_BY_NUMBER[n].title)
 best = catalog.most_confident(ctx.table, source)
 q = tree.QUESTION_BY_NUMBER[question]

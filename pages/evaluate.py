@@ -1,4 +1,5 @@
-"""Evaluate: RMSE against the baselines, predicted vs crowd, residuals and top-answer confusion."""
+"""Evaluate: RMSE against the baselines, predicted vs crowd (or vs the true targets, with residuals),
+top-answer (or class) confusion, and how well the model's spread predicts its errors."""
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -11,60 +12,109 @@ navigation.through_app()  # app.py's set-up first, even when a fresh server's fi
 st.title("Evaluate")
 ctx = state.context()
 state.labelled(ctx)
+task = ctx.task
 held = checkpoint.split(ctx.galaxies, ctx.ckpt)[1]
 if len(held) < 2:
     st.info("The checkpoint's validation split holds fewer than 2 of these galaxies: nothing to score.")
     st.stop()
 st.subheader(f"Held-out galaxies ({len(held):,}: the checkpoint's validation split)")
 baselines = state.baselines(ctx)
-frame = pd.DataFrame({"predictor": ["model (no TTA)", *baselines],
-                      "RMSE": [catalog.scores(ctx.table, held)["rmse"], *baselines.values()],
+frame = pd.DataFrame({"predictor": [f"model ({state.prediction_kind(ctx)})", *baselines],
+                      "RMSE": [catalog.scores(ctx.table, held, task.columns)["rmse"], *baselines.values()],
                       "kind": ["model"] + ["baseline"] * len(baselines)})
+st.caption(f"{task.unit_name} in the labels' units" + (" (class probabilities vs one-hot true classes)"
+                                                         if task.kind == "classification" else ""))
 st.plotly_chart(charts.scores(frame, "predictor", "RMSE", color="kind", height=300, barmode="relative"),
                 key="eval_overall")
 
 scope = st.segmented_control("Galaxies below", ["held out", "all"], default="held out", key="eval_scope")
 rows = np.arange(len(ctx.table)) if scope == "all" else held
-pred, truth = catalog.weighted(ctx.table, rows=rows), catalog.weighted(ctx.table, "crowd", rows=rows)
-s = evaluate.scores(pred, truth)
-per_q = pd.DataFrame({"question": [q.label for q in tree.QUESTIONS],
-                      "RMSE": list(s["per_question"].values())})
-per_a = pd.DataFrame({"answer": [tree.answer_label(c) for c in tree.COLUMNS],
-                      "RMSE": list(s["per_answer"].values())})
-tab_q, tab_a = st.tabs(["RMSE per question", "RMSE per answer"])
-tab_q.plotly_chart(charts.scores(per_q, "question", "RMSE"), key="eval_per_q")
-tab_a.plotly_chart(charts.scores(per_a, "answer", "RMSE"), key="eval_per_a")
+pred, truth = (catalog.values(ctx.table, task.columns, source, rows) for source in ("model", "crowd"))
+if task.kind == "tree":
+    s = evaluate.scores(pred, truth)
+    known = [q for q in tree.QUESTIONS if s["question_labelled"][q.number]]  # partial labels: some
+    partial = len(known) < len(tree.QUESTIONS)
+    carrying = {q.number: f" (n={s['question_labelled'][q.number]:,})" if partial else "" for q in known}
+    per_q = pd.DataFrame({"question": [q.label + carrying[q.number] for q in known],
+                          "RMSE": [s["per_question"][q.number] for q in known]})
+    answers = [c for c in tree.COLUMNS if s["labelled"][c]]
+    per_a = pd.DataFrame({"answer": [tree.answer_label(c) for c in answers],
+                          "RMSE": [s["per_answer"][c] for c in answers]})
+    if partial:
+        st.caption(f"Partial labels: {len(known)} of {len(tree.QUESTIONS)} questions have crowd answers here "
+                   f"(n: galaxies carrying each); the others are not scored")
+    tab_q, tab_a = st.tabs(["RMSE per question", "RMSE per answer"])
+    tab_q.plotly_chart(charts.scores(per_q, "question", "RMSE"), key="eval_per_q")
+    tab_a.plotly_chart(charts.scores(per_a, "answer", "RMSE"), key="eval_per_a")
 
-st.subheader("Predicted vs crowd, one answer")
-answer = st.selectbox("Answer", tree.COLUMNS, key="eval_answer",
-                      format_func=lambda c: f"{tree.answer_label(c)}: {tree.ANSWER_BY_COLUMN[c].long}")
-k = tree.COLUMN_INDEX[answer]
-left, right = st.columns(2)
-left.plotly_chart(charts.density(pred[:, k], truth[:, k], "weighted fraction"), key="eval_density")
-right.plotly_chart(charts.residuals(pred[:, k], truth[:, k], "weighted fraction"), key="eval_residuals")
+    st.subheader("Predicted vs crowd, one answer")
+    answer = st.selectbox("Answer", answers, key="eval_answer",
+                          format_func=lambda c: f"{tree.answer_label(c)}: {tree.ANSWER_BY_COLUMN[c].long}")
+    k = tree.COLUMN_INDEX[answer]
+    left, right = st.columns(2)
+    left.plotly_chart(charts.density(pred[:, k], truth[:, k], "weighted fraction"), key="eval_density")
+    right.plotly_chart(charts.residuals(pred[:, k], truth[:, k], "weighted fraction"), key="eval_residuals")
 
-st.subheader("Top answer: crowd vs model")
-question = st.selectbox("Question", [q.number for q in tree.QUESTIONS], key="eval_q",
-                        format_func=lambda n: tree.QUESTION_BY_NUMBER[n].title)
-st.caption(f"All {len(ctx.table):,} galaxies whose question was reached by at least {catalog.LOW_REACH:.0%} "
-           f"of the crowd; right: only those whose top crowd answer has at least {catalog.CONFIDENT:.0%} "
-           f"of the votes. Pick a cell below to see its galaxies in the gallery.")
-answers = [a.short for a in tree.QUESTION_BY_NUMBER[question].answers]
-for confident, cell in zip((False, True), st.columns(2)):
-    with cell:
-        st.markdown("**Crowd-confident galaxies**" if confident else "**All galaxies**")
-        st.plotly_chart(charts.confusion(catalog.confusion(ctx.table, question, confident=confident)),
-                        key=f"eval_confusion_{confident}")
-        a, b, button = st.columns([2, 2, 1], vertical_alignment="bottom")
-        crowd = a.selectbox("Crowd said", range(len(answers)), format_func=answers.__getitem__,
-                            key=f"eval_crowd_{confident}")
-        model = b.selectbox("Model said", range(len(answers)), format_func=answers.__getitem__,
-                            key=f"eval_model_{confident}")
-        if button.button("Browse", key=f"eval_browse_{confident}", help="Open these galaxies in the gallery"):
-            st.session_state.browse_ranges = catalog.confusion_ranges(question, crowd, model, confident)
-            st.session_state.browse_page = 1
-            st.switch_page(navigation.BROWSE.script)
+    st.subheader("Top answer: crowd vs model")
+    question = st.selectbox("Question", [q.number for q in known], key="eval_q",
+                            format_func=lambda n: tree.QUESTION_BY_NUMBER[n].title)
+    st.caption(f"All galaxies whose question was reached by at least {catalog.LOW_REACH:.0%} of the crowd; "
+               f"right: only those whose top crowd answer has at least {catalog.CONFIDENT:.0%} of the votes. "
+               f"Pick a cell below to see its galaxies in the gallery.")
+    names = [a.short for a in tree.QUESTION_BY_NUMBER[question].answers]
+    for confident, cell in zip((False, True), st.columns(2)):
+        with cell:
+            st.markdown("**Crowd-confident galaxies**" if confident else "**All galaxies**")
+            st.plotly_chart(charts.confusion(catalog.confusion(ctx.table, question, confident=confident)),
+                            key=f"eval_confusion_{confident}")
+            a, b, button = st.columns([2, 2, 1], vertical_alignment="bottom")
+            crowd = a.selectbox("Crowd said", range(len(names)), format_func=names.__getitem__,
+                                key=f"eval_crowd_{confident}")
+            model = b.selectbox("Model said", range(len(names)), format_func=names.__getitem__,
+                                key=f"eval_model_{confident}")
+            if button.button("Browse", key=f"eval_browse_{confident}",
+                             help="Open these galaxies in the gallery"):
+                st.session_state.browse_ranges = catalog.confusion_ranges(question, crowd, model, confident)
+                st.session_state.browse_page = 1
+                st.switch_page(navigation.BROWSE.script)
+elif task.kind == "regression":
+    st.subheader("Predicted vs true, with residuals")
+    name = st.selectbox("Target", task.columns, key="eval_target") if len(task.columns) > 1 else \
+        task.columns[0]
+    known = rows[~np.isnan(truth[:, task.columns.index(name)])]
+    spread = catalog.values(ctx.table, [name], "spread", known)[:, 0] if catalog.has_spread(ctx.table) \
+        else None
+    model, true = (catalog.values(ctx.table, [name], source, known)[:, 0] for source in ("model", "crowd"))
+    st.caption(f"{len(known):,} galaxies with a true {name} · RMSE {evaluate.rmse(model, true):.4g}"
+               + (" · bars: ± the model's spread" if spread is not None else ""))
+    st.plotly_chart(charts.predicted_vs_true(model, true, spread, name, ctx.table.GalaxyID.to_numpy()[known]),
+                    key="eval_scatter")
+else:
+    st.subheader("Classes: true vs model")
+    classes = ctx.galaxies.labels[rows, 0]
+    majority = catalog.majority_class(ctx.galaxies.labels[checkpoint.split(ctx.galaxies, ctx.ckpt)[0], 0])
+    left, right = st.columns(2)
+    left.metric("Accuracy", f"{evaluate.accuracy(pred, classes):.1%}")
+    right.metric("Majority class (from the training split)",
+                 f"{evaluate.accuracy(np.eye(len(task.columns))[np.full(len(rows), majority)], classes):.1%}",
+                 help=f"Always answering {task.columns[majority]}")
+    st.plotly_chart(charts.confusion(catalog.class_confusion(ctx.table, task, rows), "true", "model"),
+                    key="eval_class_confusion")
 
-st.download_button("Download all predictions (CSV)", lambda: catalog.export(ctx.table).to_csv(index=False),
+if catalog.has_spread(ctx.table):
+    st.subheader("Calibration: does the spread predict the error?")
+    bins, rho = catalog.calibration(ctx.table, task, held)
+    left, right = st.columns([3, 1])
+    left.plotly_chart(charts.calibration(bins, "weighted answer" if task.kind == "tree" else "target units"),
+                      key="eval_calibration")
+    right.metric("Spearman ρ (spread vs |error|)", f"{rho:.2f}",
+                 help="Rank correlation over every known (galaxy, output) cell of the held-out galaxies: "
+                      "1 when the spread orders the errors perfectly, 0 when it says nothing")
+    right.caption(f"{int(bins.cells.sum()):,} held-out cells in {len(bins)} bins of equal count by predicted "
+                  f"spread; a calibrated spread lies on the diagonal (RMSE = spread). Spread: "
+                  f"{state.spread_source(ctx)}.")
+
+st.download_button("Download all predictions (CSV)",
+                   lambda: catalog.export(ctx.table, task).to_csv(index=False),
                    file_name=f"predictions-{ctx.ckpt_path.stem}.csv", mime="text/csv",
                    icon=":material/download:")

@@ -1,4 +1,5 @@
-"""Explain: which pixels drove the model's answer? Captum attributions, two answers side by side."""
+"""Explain: which pixels drove the model's answer (or target, or class)? Captum attributions, two
+answers side by side."""
 import numpy as np
 import streamlit as st
 
@@ -17,30 +18,39 @@ row = state.galaxy_row(ctx)
 gid = int(ctx.table.GalaxyID.iat[row])
 st.title(f"Why? Galaxy {gid}")
 st.caption("Attribution maps over the pixels the model sees (its crop of the image). Bright or red: pixels "
-           "that raise the answer; blue (signed methods): pixels that lower it. Maps are scaled per image.")
+           "that raise the answer (or target); blue (signed methods): pixels that lower it. Maps are scaled "
+           "per image.")
 
-top = st.columns([3, 2, 2, 2], vertical_alignment="bottom")
-question = top[0].selectbox("Question", [q.number for q in tree.QUESTIONS], key="explain_q",
-                            format_func=lambda n: tree.QUESTION_BY_NUMBER[n].title)
-method = top[1].selectbox("Method", list(METHODS), format_func=METHODS.get, key="explain_method")
-alpha = top[2].slider("Overlay opacity", 0.0, 1.0, 0.6, 0.05, key="explain_alpha")
-conditional = top[3].toggle("Conditional answer", value=True, key="explain_conditional",
-                            help="Explain P(answer | question asked) rather than the weighted output, "
-                                 "which also carries the evidence for every question on the way")
+tree_model = ctx.task.kind == "tree"
+top = st.columns([3, 2, 2, 2] if tree_model else [2, 2], vertical_alignment="bottom")
+if tree_model:
+    question = top[0].selectbox("Question", [q.number for q in tree.QUESTIONS], key="explain_q",
+                                format_func=lambda n: tree.QUESTION_BY_NUMBER[n].title)
+    conditional = top[3].toggle("Conditional answer", value=True, key="explain_conditional",
+                                help="Explain P(answer | question asked) rather than the weighted output, "
+                                     "which also carries the evidence for every question on the way")
+    q = tree.QUESTION_BY_NUMBER[question]
+    shares = {a.column: float(ctx.table[catalog.col(a.column, "model", "conditional")].iat[row])
+              for a in q.answers}
+    names = {a.column: a.long for a in q.answers}
+else:  # a model of other targets: one of its outputs (a target, or a class's logit)
+    question, conditional = None, False
+    shares = {c: float(ctx.table[catalog.col(c)].iat[row]) for c in ctx.task.columns}
+    names = {c: c for c in ctx.task.columns}
+method = top[-3 if tree_model else 0].selectbox("Method", list(METHODS), format_func=METHODS.get,
+                                                key="explain_method")
+alpha = top[-2 if tree_model else 1].slider("Overlay opacity", 0.0, 1.0, 0.6, 0.05, key="explain_alpha")
 
-q = tree.QUESTION_BY_NUMBER[question]
-shares = {a.column: float(ctx.table[catalog.col(a.column, "model", "conditional")].iat[row])
-          for a in q.answers}
 order = sorted(shares, key=lambda c: -np.nan_to_num(shares[c]))  # the model's top answer first
 pixels = state.input_pixels(ctx, row)
 cmap = "coolwarm" if method in explain.SIGNED else "inferno"
+value = "{:.0%}" if ctx.task.kind != "regression" else "{:.3g}"
 
-for side, cell in enumerate(st.columns(2)):
+for side, cell in enumerate(st.columns(2)[:min(2, len(order))]):
     with cell:
-        answer = st.selectbox(f"Answer {side + 1}", order, index=min(side, len(order) - 1),
-                              key=f"explain_a{side}_q{question}",
-                              format_func=lambda c: f"{tree.ANSWER_BY_COLUMN[c].long} "
-                                                    f"(model {shares[c]:.0%})")
+        answer = st.selectbox(f"{'Answer' if tree_model else 'Output'} {side + 1}", order,
+                              index=min(side, len(order) - 1), key=f"explain_a{side}_q{question}",
+                              format_func=lambda c: f"{names[c]} (model {value.format(shares[c])})")
         key = state.attribution_key(ctx, row, question, answer, method, conditional)
         if method not in FAST and not state.memoised(key) and not st.button(
                 f"Compute {METHODS[method]}", key=f"explain_go{side}", type="primary"):
@@ -51,5 +61,9 @@ for side, cell in enumerate(st.columns(2)):
         overlay = explain.overlay(pixels, result.map, alpha, cmap)
         st.plotly_chart(charts.attribution(overlay, cmap, result.signed), key=f"explain_fig{side}",
                         config={"displaylogo": False})
-        st.caption(f"{METHODS[method]} · model {'conditional' if conditional else 'weighted'} value "
-                   f"{result.target_value:.2f} · {result.seconds:.1f} s")
+        if tree_model:
+            what = f"{'conditional' if conditional else 'weighted'} value {result.target_value:.2f}"
+        else:
+            what = f"{names[answer]} {value.format(shares[answer])}" + \
+                (" (the map explains its logit)" if ctx.task.kind == "classification" else "")
+        st.caption(f"{METHODS[method]} · model {what} · {result.seconds:.1f} s")

@@ -9,23 +9,35 @@ from gzcore.dashboard import navigation
 navigation.through_app()  # app.py's set-up first, even when a fresh server's first request is this page
 
 st.title("Galaxy Zoo 2 morphology")
-st.write("A CNN answers the 11 questions Galaxy Zoo volunteers answered for each galaxy, and this "
-         "dashboard sets its answers beside the crowd's: browse the galaxies, open one, ask the "
-         "model why, score it, train a new one, or play the volunteers' game yourself.")
+st.write("A CNN answers the 11 questions Galaxy Zoo volunteers answered for each galaxy (or predicts "
+         "your own targets from a labels CSV), and this dashboard sets its answers beside the crowd's: "
+         "browse the galaxies, open one, ask the model why, score it, train a new one, or play the "
+         "volunteers' game yourself.")
 loaded = st.container()
 
-from gzcore.dashboard import state  # noqa: E402  (torch loads here, after a cold start shows the text above)
+from gzcore import catalog  # noqa: E402  (torch loads here, after a cold start shows the text above)
+from gzcore.dashboard import state  # noqa: E402
+
+
+def _new_folder():
+    for key in ("galaxy", "labels"):  # galaxies and their labels are per folder
+        state.choose(key, None)
+    st.session_state.home_labels = ""
 
 
 def _set_data():
     state.choose("data", st.session_state.home_data.strip())
-    state.choose("galaxy", None)  # galaxies are per folder
+    _new_folder()
 
 
 def _default_data():
     state.choose("data", None)
-    state.choose("galaxy", None)
+    _new_folder()
     st.session_state.home_data = str(state.data_dir())
+
+
+def _set_labels():
+    state.choose("labels", st.session_state.home_labels.strip())
 
 
 def _set_model(key):
@@ -40,6 +52,10 @@ with left:
                   key="home_data", on_change=_set_data)
     st.button("Use the default data" + (" (GZ_DATA)" if os.environ.get("GZ_DATA") else
               " (synthetic universe)"), on_click=_default_data)
+    st.session_state.setdefault("home_labels", str(state.labels_path() or ""))
+    st.text_input("Labels CSV (optional; first column: the image id): the truth for a model of other "
+                  "targets, or Kaggle answers for the folder", key="home_labels", on_change=_set_labels,
+                  placeholder="/path/to/labels.csv")
 with right:
     current = str(state.checkpoint_path())
     options = list(dict.fromkeys([current] + [str(p) for p in state.known_checkpoints()]))
@@ -48,7 +64,9 @@ with right:
         info = state.checkpoint_info(path)
         if info is None:
             return f"{os.path.basename(path)} (missing or unreadable)"
-        return f"{info['name']} · {info['model']} · val RMSE {info['val_rmse']:.4f}"
+        task = info["task"]
+        what = "" if task.kind == "tree" else f" · predicts {', '.join(task.label_columns)}"
+        return f"{info['name']} · {info['model']}{what} · val RMSE {info['val_rmse']:.4f}"
     st.session_state.home_model = current
     st.selectbox("Model checkpoint", options, key="home_model", format_func=label,
                  on_change=_set_model, args=("home_model",))
@@ -57,22 +75,37 @@ with right:
 
 with loaded:
     ctx = state.context()
-    metrics = ctx.ckpt.get("metrics") or {}
+    metrics, task = ctx.ckpt.get("metrics") or {}, ctx.task
+    st.markdown(f"**The model predicts** {state.describe_task(task)}.")
     cols = st.columns(4)
     cols[0].metric("Galaxies", f"{len(ctx.galaxies):,}", help=str(ctx.data_dir))
-    cols[1].metric("Crowd labels", "yes" if ctx.galaxies.labels is not None else "no")
+    counts = catalog.question_counts(ctx.table) if task.kind == "tree" else {}
+    known = [n for n, c in counts.items() if c]
+    partial = " (partial)" if ctx.galaxies.labels is not None and len(known) < len(counts) else ""
+    cols[1].metric("Crowd labels" if task.kind == "tree" else "Labels",
+                   ("yes" + partial) if ctx.galaxies.labels is not None else "no",
+                   help=str(ctx.labels_path or ctx.data_dir))
     members = ctx.ckpt["model_config"].get("members")  # an ensemble (gz ensemble)
     cols[2].metric("Model", f"ensemble of {len(members)}" if members else ctx.ckpt["model_config"]["name"],
                    help=str(ctx.ckpt_path))
     tta = f"; {metrics['val_rmse_tta']:.4f} with 8-view TTA" if "val_rmse_tta" in metrics else ""
+    accuracy = f"; accuracy {metrics['val_accuracy']:.1%}" if "val_accuracy" in metrics else ""
     cols[3].metric("Validation RMSE", f"{metrics.get('val_rmse', math.nan):.4f}",
-                   help=f"From the checkpoint: RMSE over the 37 answers on its held-out galaxies{tta}")
+                   help=f"From the checkpoint: {task.unit_name} over its {len(task.columns)} outputs (in "
+                        f"the labels' units) on its held-out galaxies{tta}{accuracy}")
     how = f"{len(members)} models averaged" if members else f"{metrics.get('epochs', '?')} epoch(s)"
     st.caption(f"Data `{ctx.data_dir}` · model `{ctx.ckpt_path}` trained on "
                f"{metrics.get('train_images', '?')} galaxies, {how}")
+    if partial:
+        st.caption("Crowd labels for " + ", ".join(f"Q{n} ({counts[n]:,} galaxies)" for n in known) +
+                   f"; none for the other questions ({len(counts) - len(known)} of {len(counts)})")
+    if task.kind != "tree" and ctx.galaxies.labels is None:
+        st.info("No labels for this model's targets: the pages show its predictions only. A labels CSV "
+                "above (first column: the image id) gives the truth to compare with.")
     st.markdown("**Where next**")
-    for cell, (page, label) in zip(st.columns(4), [(navigation.BROWSE, "Browse the gallery"),
-                                                   (navigation.EVALUATE, "How good is the model?"),
-                                                   (navigation.TRAIN, "Train a new model"),
-                                                   (navigation.PLAY, "Classify a galaxy yourself")]):
+    links = [(navigation.BROWSE, "Browse the gallery"), (navigation.EVALUATE, "How good is the model?"),
+             (navigation.TRAIN, "Train a new model")]
+    if task.kind == "tree":
+        links.append((navigation.PLAY, "Classify a galaxy yourself"))
+    for cell, (page, label) in zip(st.columns(4), links):
         cell.page_link(page.script, label=label, icon=page.icon)

@@ -10,6 +10,7 @@ navigation.through_app()  # app.py's set-up first, even when a fresh server's fi
 
 st.title("Play: classify a galaxy")
 ctx = state.context()
+state.tree_only(ctx)
 state.labelled(ctx)
 
 
@@ -51,7 +52,9 @@ with right:
     for source in ("crowd", "model"):
         parted = play.parted_ways(comparison, source)
         if parted is None:
-            st.success(f"The {source}'s top answer matched yours on all {len(walk)} questions.")
+            known = int(comparison[f"{source} agrees"].notna().sum())  # partial labels: fewer for the crowd
+            st.success(f"The {source}'s top answer matched yours on all {known} questions" +
+                       (" it has labels for." if known < len(walk) else "."))
         else:
             r = comparison.iloc[parted]
             st.warning(f"You parted ways with the {source} at {r.question.split('.')[0]}: you said "

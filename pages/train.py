@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from gzcore import catalog, models, runs, train
+from gzcore import catalog, models, runs, targets, train
 from gzcore.dashboard import charts, navigation, state
 
 navigation.through_app()  # app.py's set-up first, even when a fresh server's first request is this page
@@ -14,6 +14,16 @@ st.title("Train a model")
 slot = state.run_slot()
 run: runs.Run | None = slot["run"]
 busy = run is not None and run.running
+info = state.checkpoint_info(state.checkpoint_path())
+task, labels = (info["task"] if info else targets.TREE), state.labels_path()
+follows = task.kind != "tree" and labels is not None  # the loaded model's targets, from the labels CSV
+predicts = ", ".join(task.label_columns)
+if follows:
+    st.caption(f"Trains {predicts} from `{labels}`, as the loaded model predicts")
+else:
+    st.caption("Trains a Galaxy Zoo tree model on the folder's crowd answers" + (
+        f" (the loaded model predicts {predicts}: choose its labels CSV on Home to train one like it)"
+        if task.kind != "tree" else ""))
 
 with st.form("train_form", border=True):
     cols = st.columns(5)
@@ -26,7 +36,9 @@ with st.form("train_form", border=True):
                                     help="Another run is in progress on this server" if busy else None)
 if started:
     cfg = train.TrainConfig(model=name, epochs=int(epochs), subset=int(subset) or None, lr=float(lr),
-                            threads=1, tta=False)  # one thread: the dashboard stays responsive
+                            threads=1, tta=False,  # one thread: the dashboard stays responsive
+                            labels=str(labels) if follows else None,
+                            targets=task.label_columns if follows else ())
     run = runs.Run(Path(folder), cfg, runs.run_path(state.runs_dir(), cfg)).start()
     slot.update(run=run, baseline=state.checkpoint_path())
     busy = True
@@ -54,19 +66,26 @@ if run.running or not run.out.is_file():
 
 st.subheader("Before and after")
 baseline = Path(slot.get("baseline") or state.checkpoint_path())
+new_task, run_labels = state.checkpoint_info(run.out)["task"], run.config.labels and Path(run.config.labels)
+same = state.checkpoint_info(baseline) and state.checkpoint_info(baseline)["task"].columns == new_task.columns
 try:
-    held = state.held_out_rows(run.data_dir, run.out)
-    scores = {label: catalog.scores(state.table_for(path, run.data_dir), held)
-              for label, path in (("before", baseline), ("after", run.out))}
+    held = state.held_out_rows(run.data_dir, run.out, run_labels)
+    scores = {label: catalog.scores(state.table_for(path, run.data_dir, run_labels), held, new_task.columns)
+              for label, path in (("before", baseline), ("after", run.out)) if same or label == "after"}
 except state.ERRORS as e:
     st.error(str(e))
     st.stop()
-per_q = pd.DataFrame([{"model": label, "question": f"Q{n}", "RMSE": v}
-                      for label, s in scores.items() for n, v in s["per_question"].items()])
+if not same:
+    st.caption(f"`{baseline.name}` predicts other outputs than the new model: no before to compare with")
+tree_model = new_task.kind == "tree"
+per_q = pd.DataFrame([{"model": label, "question": f"Q{n}" if tree_model else n, "RMSE": v}
+                      for label, s in scores.items()
+                      for n, v in (s["per_question"] if tree_model else s["per_answer"]).items()])
 for col, (label, s) in zip(st.columns(2), scores.items()):
-    change = s["rmse"] - scores["before"]["rmse"]
+    change = s["rmse"] - scores["before"]["rmse"] if "before" in scores else None
     col.metric(f"{label.capitalize()}: RMSE on {len(held)} held-out galaxies", f"{s['rmse']:.4f}",
-               delta=f"{change:+.4f}" if label == "after" else None, delta_color="inverse")
+               delta=f"{change:+.4f}" if label == "after" and change is not None else None,
+               delta_color="inverse")
 if st.button("Use the new model everywhere", type="primary"):
     state.choose("model", run.out)
     st.rerun()

@@ -3,9 +3,11 @@
 Precision and threads are pinned (fp32, 2 threads), so a test gives the same verdict on a CPU with
 AVX512-BF16 (where `precision="auto"` picks bf16) as on one without; `GZ_CPU_BF16=1|0` forces the
 detection either way, to prove it."""
+import shutil
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from benchmarks import REAL_DATA, ROOT  # noqa: F401  (ROOT: imported by the test modules)
@@ -73,6 +75,33 @@ def dashboard_env(tmp_path_factory):
     synthetic.generate(data_dir, 96, seed=3)  # enough for one batch of 32 after the split
     train.fit(data_dir, DASHBOARD, out=ckpt, cache_dir=base / "cache")
     return {"GZ_DATA": str(data_dir), "GZ_CHECKPOINT": str(ckpt)}
+
+
+@pytest.fixture(scope="session")
+def target_env(dashboard_env, tmp_path_factory):
+    """A regression model of `oh` = 8.4 + the crowd's Class1.1 (one epoch, dashboard_env's universe)
+    and its labels CSV, where 4 galaxies have no value (unknown)."""
+    base = tmp_path_factory.mktemp("target")
+    crowd = pd.read_csv(f"{dashboard_env['GZ_DATA']}/{data.LABELS_FILE}")
+    labels = pd.DataFrame({"id": crowd.GalaxyID, "oh": 8.4 + crowd["Class1.1"]})
+    labels.loc[:3, "oh"] = np.nan
+    labels.to_csv(base / "oh.csv", index=False)
+    train.fit(dashboard_env["GZ_DATA"], replace(DASHBOARD, labels=str(base / "oh.csv"), targets=("oh",)),
+              out=base / "oh.pt", cache_dir=base / "cache")
+    return {"GZ_DATA": dashboard_env["GZ_DATA"], "GZ_CHECKPOINT": str(base / "oh.pt"),
+            "labels": str(base / "oh.csv")}
+
+
+@pytest.fixture(scope="session")
+def partial_dir(dashboard_env, tmp_path_factory):
+    """dashboard_env's universe with partial labels: Q1, Q2, Q6, Q7 and Q8 only, Q8 unknown for 10."""
+    folder = shutil.copytree(dashboard_env["GZ_DATA"], tmp_path_factory.mktemp("partial") / "universe")
+    crowd = pd.read_csv(folder / data.LABELS_FILE)
+    kept = [c for c in crowd.columns[1:] if c.split(".")[0] in [f"Class{n}" for n in (1, 2, 6, 7, 8)]]
+    crowd = crowd[["GalaxyID", *kept]]
+    crowd.loc[:9, [c for c in kept if c.startswith("Class8")]] = np.nan
+    crowd.to_csv(folder / data.LABELS_FILE, index=False)
+    return folder
 
 
 def random_tree_rows(n, seed=0):

@@ -1,7 +1,12 @@
-"""Every dashboard page, headless (streamlit.testing AppTest) on a tiny synthetic universe."""
+"""Every dashboard page, headless (streamlit.testing AppTest) on a tiny synthetic universe: a tree
+model, an ensemble, a regression and a classifier model with their labels CSVs, a partial-label
+folder, and the uncertainty views."""
+import base64
+import json
 import shutil
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -9,15 +14,9 @@ from conftest import DASHBOARD, ROOT
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
-from gzcore import checkpoint
-from gzcore.dashboard.navigation import BROWSE, EVALUATE, EXPLAIN, GALAXY, HOME, PAGES, PLAY, TRAIN
-
-
-@pytest.fixture
-def app(dashboard_env, monkeypatch):
-    for key, value in dashboard_env.items():
-        monkeypatch.setenv(key, value)
-    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+from gzcore import checkpoint, data, train
+from gzcore.dashboard.navigation import (BROWSE, DATASET, EVALUATE, EXPLAIN, GALAXY, HOME, PAGES, PLAY,
+                                         TRAIN)
 
 
 def show(at, page, **session):
@@ -30,6 +29,29 @@ def show(at, page, **session):
 
 def texts(elements):
     return " ".join(str(e.value) for e in elements)
+
+
+def figures(at) -> dict[str, dict]:
+    """The page's Plotly figures by widget key, as JSON."""
+    return {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+
+
+def array(value) -> np.ndarray:
+    """A figure's data array (Plotly writes numeric ones as {'bdata': base64, 'dtype': ...})."""
+    if isinstance(value, dict):
+        return np.frombuffer(base64.b64decode(value["bdata"]), value["dtype"])
+    return np.asarray(value)
+
+
+def app_with(env: dict, monkeypatch) -> AppTest:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+
+
+@pytest.fixture
+def app(dashboard_env, monkeypatch):
+    return app_with(dashboard_env, monkeypatch)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
@@ -81,6 +103,9 @@ def test_galaxy_shows_all_questions_and_switches_to_weighted(app):
     at.get("button_group")[0].set_value("weighted").run()
     assert not at.exception
     assert "Model's path" in texts(at.markdown)
+    other = next(b.label for b in at.button if b.key and b.key.startswith("near_"))  # a neighbour's id
+    at.text_input(key="galaxy_id").set_value(other).run()  # text: ids beyond 2**53 stay exact
+    assert at.title[0].value == f"Galaxy {other}"
 
 
 def test_explain_fast_method_at_once_slow_on_demand(app):
@@ -111,8 +136,8 @@ def test_play_walks_the_tree_to_a_verdict(app):
     assert len(at.dataframe) == 1
 
 
-def test_train_runs_in_the_background_and_compares(app):
-    at = show(app, TRAIN)
+def train_tiny(at):
+    """Start a one-epoch run on 64 galaxies from the Train page, wait for it, and rerun the page."""
     at.number_input(key="train_epochs").set_value(1)
     at.number_input(key="train_subset").set_value(64)
     at.button[0].click().run()  # the form's submit button
@@ -121,7 +146,12 @@ def test_train_runs_in_the_background_and_compares(app):
     run.thread.join(timeout=120)
     assert run.error is None and run.result, run.status()
     at.run()
-    assert "Before and after" in texts(at.subheader) and len(at.metric) == 2
+    return run
+
+
+def test_train_runs_in_the_background_and_compares(app):
+    train_tiny(show(app, TRAIN))
+    assert "Before and after" in texts(app.subheader) and len(app.metric) == 2
 
 
 def test_bad_inputs_show_a_message_not_a_traceback(app, tmp_path, dashboard_env):
@@ -148,6 +178,20 @@ def test_bad_inputs_show_a_message_not_a_traceback(app, tmp_path, dashboard_env)
         assert not at.error, (session, texts(at.error))
         assert {m.label: m.value for m in at.metric}["Galaxies"] == "96"
         at.session_state["data"] = at.session_state["model"] = None
+
+
+def test_bad_labels_show_a_message_and_clearing_them_recovers(app, tmp_path, target_env):
+    pd.DataFrame({"id": [1, 2], "oh": [8.5, 8.6]}).to_csv(tmp_path / "elsewhere.csv", index=False)
+    pd.read_csv(target_env["labels"]).rename(columns={"oh": "z"}).to_csv(tmp_path / "z.csv", index=False)
+    cases = [(tmp_path / "missing.csv", "cannot be read as CSV"), (tmp_path / "z.csv", "no column 'oh'"),
+             (tmp_path / "elsewhere.csv", "none of its images has a label")]
+    for labels, message in cases:
+        at = show(app, HOME, model=target_env["GZ_CHECKPOINT"], labels=str(labels), home_labels=str(labels))
+        assert message in texts(at.error), (labels, texts(at.error))
+        assert message in texts(show(at, GALAXY).error)
+        at = show(at, HOME)
+        at.text_input(key="home_labels").set_value("").run()  # no labels: predictions only
+        assert not at.error and "No labels for this model's targets" in texts(at.info)
 
 
 def test_a_corrupt_image_is_skipped_and_reported(app, tmp_path, dashboard_env, monkeypatch):
@@ -177,6 +221,8 @@ def test_a_folder_without_labels_shows_the_model_alone(app, tmp_path, dashboard_
         show(at, page)
         assert not at.error, (page, texts(at.error))
     assert "has no labels" in texts(show(at, EVALUATE).info)
+    at = show(at, EVALUATE, labels=f"{dashboard_env['GZ_DATA']}/{data.LABELS_FILE}")  # Kaggle answers elsewhere
+    assert not at.info and {"eval_overall", "eval_per_q", "eval_calibration"} <= set(figures(at))
 
 
 def test_an_ensemble_checkpoint_drives_the_model_pages(dashboard_env, monkeypatch, tmp_path):
@@ -191,3 +237,129 @@ def test_an_ensemble_checkpoint_drives_the_model_pages(dashboard_env, monkeypatc
     assert "2 models averaged" in texts(at.caption)
     for page in (BROWSE, GALAXY, EXPLAIN, EVALUATE):
         assert not show(at, page).error, texts(at.error)
+
+
+def test_a_regression_model_drives_every_page(target_env, monkeypatch):
+    env = {k: v for k, v in target_env.items() if k != "labels"}
+    at = show(app_with(env, monkeypatch), HOME, labels=target_env["labels"])
+    assert "**The model predicts** the target oh (regression)" in texts(at.markdown)
+    assert {m.label: m.value for m in at.metric}["Labels"] == "yes"
+    for page in PAGES:
+        assert not show(at, page).error, (page, texts(at.error))
+        assert at.title, page
+    for page in (DATASET, PLAY):  # made for the tree: they say so
+        assert "for Galaxy Zoo decision-tree models" in texts(show(at, page).info)
+
+    at = show(at, BROWSE)
+    assert "(true " in texts(at.caption) and "oh 8." in texts(at.caption)
+    assert {"error · oh (model − true)", "spread · oh", "uncertainty: the model's spread (descending: least "
+            "certain first)"} <= set(at.selectbox(key="browse_sort").options)  # as shown
+    at.selectbox(key="browse_sort").set_value("error oh").run()
+    at.selectbox(key="browse_column").set_value("crowd oh").run()
+    at.slider(key="browse_range_crowd oh").set_value((8.9, 9.4)).run()
+    at.button[0].click().run()  # "Add filter"
+    assert "8.9 ≤ true · oh ≤ 9.4" in " ".join(b.label for b in at.button)
+
+    known = pd.read_csv(target_env["labels"]).dropna().id.iat[0]
+    at = show(at, GALAXY, galaxy=str(known))
+    target = next(m for m in at.metric if m.label == "oh")
+    assert "±" in target.value and "vs true" in target.delta
+    assert len(array(figures(at)["galaxy_target_0"]["data"][-1]["error_x"]["array"])) == 1  # ± spread
+
+    at = show(at, EVALUATE)
+    shown = figures(at)
+    assert {"eval_overall", "eval_scatter", "eval_calibration"} <= set(shown)
+    assert "mean of each target" in json.dumps(shown["eval_overall"])  # beside the baselines
+    assert "Spearman ρ (spread vs |error|)" in [m.label for m in at.metric]
+    assert "galaxies with a true oh · RMSE" in texts(at.caption)
+
+    at = show(at, EXPLAIN)
+    assert len(at.get("plotly_chart")) == 1 and "Saliency (fast) · model oh " in texts(at.caption)
+
+    at = show(at, HOME, labels=None)  # without labels: predictions only
+    assert "No labels for this model's targets" in texts(at.info)
+    assert "No labels for this model's oh" in texts(show(at, EVALUATE).info)
+    for page in (BROWSE, GALAXY, EXPLAIN):
+        assert not show(at, page).error, (page, texts(at.error))
+
+
+def test_train_follows_a_regression_model(target_env, monkeypatch):
+    env = {"GZ_DATA": target_env["GZ_DATA"], "GZ_CHECKPOINT": target_env["GZ_CHECKPOINT"],
+           "GZ_LABELS": target_env["labels"]}  # the labels CSV from the environment, as in the README
+    at = show(app_with(env, monkeypatch), TRAIN)
+    assert f"Trains oh from `{target_env['labels']}`" in texts(at.caption)
+    run = train_tiny(at)
+    assert run.config.targets == ("oh",) and run.config.labels == target_env["labels"]
+    assert not at.exception and "Before and after" in texts(at.subheader) and len(at.metric) == 2
+    assert "oh" in json.dumps(figures(at)["train_compare"])
+
+
+def test_a_classifier_drives_the_model_pages(dashboard_env, tmp_path, monkeypatch):
+    crowd = pd.read_csv(f"{dashboard_env['GZ_DATA']}/{data.LABELS_FILE}")
+    classes = np.where(crowd["Class1.1"] >= crowd["Class1.2"], "smooth", "features")
+    pd.DataFrame({"id": crowd.GalaxyID, "shape": classes}).to_csv(tmp_path / "shape.csv", index=False)
+    train.fit(dashboard_env["GZ_DATA"], replace(DASHBOARD, labels=str(tmp_path / "shape.csv"),
+                                                targets=("shape",)), out=tmp_path / "shape.pt")
+    env = {"GZ_DATA": dashboard_env["GZ_DATA"], "GZ_CHECKPOINT": str(tmp_path / "shape.pt")}
+    at = show(app_with(env, monkeypatch), HOME, labels=str(tmp_path / "shape.csv"))
+    assert "the class of `shape`: one of features, smooth (a classifier)" in texts(at.markdown)
+    for page in (BROWSE, GALAXY, EXPLAIN, EVALUATE, DATASET, PLAY):
+        assert not show(at, page).error, (page, texts(at.error))
+    at = show(at, EVALUATE)
+    assert {"Accuracy", "Majority class (from the training split)"} <= {m.label for m in at.metric}
+    assert "eval_class_confusion" in figures(at) and "eval_calibration" not in figures(at)
+    assert "galaxy_classes" in figures(show(at, GALAXY))
+    assert "true " in texts(show(at, BROWSE).caption)
+
+
+def test_partial_labels_show_the_questions_they_have(app, partial_dir):
+    at = show(app, HOME, data=str(partial_dir))
+    assert {m.label: m.value for m in at.metric}["Crowd labels"] == "yes (partial)"
+    assert "Crowd labels for Q1 (96 galaxies), Q2 (96 galaxies), Q6 (96 galaxies), Q7 (96 galaxies), " \
+           "Q8 (86 galaxies); none for the other questions (6 of 11)" in texts(at.caption)
+    for page in PAGES[1:]:
+        if page is not TRAIN:
+            assert not show(at, page).error, (page, texts(at.error))
+    at = show(at, EVALUATE)
+    per_q = figures(at)["eval_per_q"]["data"][0]["x"]
+    assert per_q == ["Q1 shape (n=10)", "Q2 edge-on (n=10)", "Q6 odd (n=10)", "Q7 roundness (n=10)",
+                     "Q8 odd feature (n=9)"]  # the 10 held-out galaxies, one without Q8
+    assert "Partial labels: 5 of 11 questions" in texts(at.caption)
+    at = show(at, GALAXY)
+    assert "no crowd labels for this question" in texts(at.caption)
+    at = show(at, BROWSE)
+    options = at.selectbox(key="browse_column").options
+    assert "crowd conditional · Q1 smooth" in options and "crowd conditional · Q3 bar" not in options
+    assert "model conditional · Q3 bar" in options
+
+
+def test_uncertainty_error_bars_least_certain_first_and_calibration(app):
+    at = show(app, GALAXY)
+    bars = figures(at)["galaxy_q1"]["data"]
+    model = next(b for b in bars if b["name"] == "model")
+    assert len(array(model["error_x"]["array"])) == 3 and array(model["error_x"]["array"]).max() > 0
+    assert "± spread: the standard deviation of the model's 8 test-time views" in texts(at.caption)
+
+    at = show(at, BROWSE)
+    at.selectbox(key="browse_sort").set_value("uncertainty").run()
+    first = [float(c.value.split(" · ")[0]) for c in at.caption
+             if " · " in c.value and "galaxies match" not in c.value]
+    assert len(first) == 24 and first == sorted(first, reverse=True) and first[0] > 0  # least certain first
+
+    at = show(at, EVALUATE)
+    calibration = figures(at)["eval_calibration"]["data"]
+    assert len(array(calibration[0]["x"])) == 10  # bins of equal count
+    assert (array(calibration[1]["x"]) == array(calibration[1]["y"])).all()  # the diagonal
+    rho = float(next(m.value for m in at.metric if m.label.startswith("Spearman")))
+    assert -1 <= rho <= 1
+    assert "model (8-view TTA)" in json.dumps(figures(at)["eval_overall"])
+
+
+def test_a_models_filters_do_not_follow_another_model(app, target_env):
+    at = show(app, BROWSE)
+    at.selectbox(key="browse_sort").set_value("disagreement").run()
+    at.button[0].click().run()  # a filter on the tree model's first column
+    assert any(b.label.startswith("✕") for b in at.button)
+    at = show(at, BROWSE, model=target_env["GZ_CHECKPOINT"], labels=target_env["labels"])
+    assert not at.error and not any(b.label.startswith("✕") for b in at.button)
+    assert at.selectbox(key="browse_sort").value != "disagreement"

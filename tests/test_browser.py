@@ -1,8 +1,8 @@
 """The dashboard in a real Chromium against `streamlit run app.py`: deep links into a fresh server,
-browse, open a galaxy, explain it, evaluate, play a round, train a tiny model. Screenshots go to
-artifacts/screenshots/."""
+browse, open a galaxy, explain it, evaluate, play a round, train a tiny model; the uncertainty views,
+a regression model with its labels CSV, and partial labels. Screenshots go to artifacts/screenshots/."""
 import re
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pandas as pd
 import pytest
@@ -108,3 +108,49 @@ def test_train_a_tiny_model(page, url):
     page.get_by_role("heading", name="Before and after").wait_for(timeout=300_000)
     settle(page)
     snap(page, SHOTS / "train.png")
+
+
+def test_uncertainty_views(page, url):
+    goto(page, f"{url}/{navigation.BROWSE.url_path}", "galaxies match")
+    page.get_by_role("combobox", name="Sort by").click()
+    page.get_by_role("option", name=re.compile("^uncertainty")).click()
+    page.get_by_text("sorted by uncertainty").first.wait_for()
+    settle(page)
+    snap(page, SHOTS / "browse-least-certain.png")
+    goto(page, f"{url}/{navigation.GALAXY.url_path}", "Galaxies like this one")
+    page.wait_for_function("document.querySelectorAll('[data-testid=stPlotlyChart]').length >= 12")
+    page.wait_for_timeout(800)
+    page.get_by_test_id("stPlotlyChart").nth(1).screenshot(path=SHOTS / "galaxy-error-bars.png")  # Q1
+    goto(page, f"{url}/{navigation.EVALUATE.url_path}", "Calibration: does the spread predict the error?")
+    view = page.get_by_test_id("stHorizontalBlock").filter(has=page.get_by_text("Spearman ρ")).last
+    view.scroll_into_view_if_needed()
+    page.wait_for_timeout(800)
+    view.screenshot(path=SHOTS / "evaluate-calibration.png")  # binned spread vs RMSE, and Spearman's ρ
+
+
+def snap_views(page, url: str, query: str, views) -> None:
+    """Open each (page, text shown when ready, Plotly charts to wait for, screenshot) with `query`."""
+    for target, ready, charts, name in views:
+        goto(page, f"{url}/{target.url_path}?{query}", ready)
+        page.wait_for_function(f"document.querySelectorAll('[data-testid=stPlotlyChart]').length >= {charts}")
+        snap(page, SHOTS / name)
+
+
+def test_a_regression_models_pages(page, url, target_env):  # noqa: F811
+    query = urlencode({"model": target_env["GZ_CHECKPOINT"], "labels": target_env["labels"]})
+    known = pd.read_csv(target_env["labels"]).dropna().id.iat[0]
+    snap_views(page, url, query, [
+        (navigation.HOME, "The model predicts", 0, "target-home.png"),
+        (navigation.BROWSE, "galaxies match", 0, "target-browse.png"),
+        (navigation.EVALUATE, "Calibration: does the spread predict", 3, "target-evaluate.png"),
+        (navigation.EXPLAIN, "Saliency (fast) · model oh", 1, "target-explain.png"),
+        (navigation.DATASET, "for Galaxy Zoo decision-tree models", 0, "target-dataset.png")])
+    snap_views(page, url, f"{query}&galaxy={known}", [
+        (navigation.GALAXY, "Predicted vs true", 2, "target-galaxy.png")])
+
+
+def test_partial_labels(page, url, partial_dir):  # noqa: F811
+    snap_views(page, url, urlencode({"data": str(partial_dir)}), [
+        (navigation.HOME, "none for the other questions", 0, "partial-home.png"),
+        (navigation.EVALUATE, "Partial labels: 5 of 11 questions", 6, "partial-evaluate.png"),
+        (navigation.GALAXY, "Galaxies like this one", 12, "partial-galaxy.png")])

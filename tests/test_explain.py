@@ -153,6 +153,27 @@ def test_bad_arguments_name_the_choices(model, image):
         explain.explain(model, image, 12)
 
 
+@pytest.mark.parametrize("method", ["saliency", "gradcam", "integrated_gradients"])
+def test_explain_output_attributes_any_models_raw_output(image, method):
+    """A model of other targets (regression head, 3 outputs): output k's map and raw value."""
+    torch.manual_seed(0)
+    model = models.build("dieleman", head="regression", n_outputs=3).eval()
+    a = explain.explain_output(model, image, 2, method, **FEWER.get(method, {}))
+    assert a.map.shape == (32, 32) and np.isfinite(a.map).all()
+    assert np.abs(a.map).max() == pytest.approx(1.0) or (method == "gradcam" and not a.map.any())  # see above
+    assert (a.question, a.answer, a.output) == (None, None, 2)
+    assert a.target_value == pytest.approx(_outputs(model, image)[2], rel=1e-5)
+    if method == "saliency":  # the gradient of that output, as explain's of an answer
+        x = image[None].clone().requires_grad_()
+        model(x)[0, 2].backward()
+        expected = x.grad[0].abs().amax(0)
+        np.testing.assert_allclose(a.map, (expected / expected.max()).numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="has 3"):
+        explain.explain_output(model, image, 3)
+    with pytest.raises(ValueError, match="explain_output"):
+        explain.explain(model, image, 1)
+
+
 def test_overlay_blends_by_strength():
     img = np.full((8, 8, 3), 100, np.uint8)
     heat = np.zeros((8, 8), np.float32)

@@ -119,11 +119,10 @@ def test_the_shipped_default_scores_its_figure_on_galaxies_it_never_saw(real_dir
     """Re-score `default.pt` on the real galaxies its split held out, with 8-view TTA as `gz evaluate`
     and `gz predict` run it: the figure it stores and checkpoints/README.md quotes, and ≤ 0.087."""
     model, ckpt = checkpoint.load()
-    galaxies = data.open_folder(real_dir, labels=True)
-    held_out = galaxies.subset(checkpoint.split(galaxies, ckpt)[1])
-    crops, held_out = data.load_crops(held_out, checkpoint.preprocess_of(ckpt))
-    rmse = evaluate.rmse(evaluate.predict(model, crops, ckpt["input_size"], tta=True), held_out.labels)
-    assert len(held_out) == ckpt["metrics"]["val_images"]
+    held = checkpoint.data_for(ckpt, real_dir, labels=True)
+    pred = evaluate.predict(model, held.crops, ckpt["input_size"], index=held.val_idx, tta=True)
+    rmse = evaluate.rmse(pred, held.galaxies.labels[held.val_idx])
+    assert len(held.val_idx) == ckpt["metrics"]["val_images"]
     assert rmse == pytest.approx(ckpt["metrics"]["val_rmse_tta"], abs=2e-5)
     assert rmse <= 0.087
 

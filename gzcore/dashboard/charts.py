@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from gzcore import explain, tree
+from gzcore import explain
 
 CROWD, MODEL = "#E8853D", "#3D7EC8"
 GREY_CROWD, GREY_MODEL = "#D9C3B3", "#B3C2D6"
@@ -20,20 +20,45 @@ def image(pixels: np.ndarray, height: int = 420) -> go.Figure:
     return fig.update_layout(height=height, margin=dict(l=0, r=0, t=0, b=0), dragmode="zoom")
 
 
-def answers(question: tree.Question, crowd: np.ndarray | None, model: np.ndarray, greyed: bool) -> go.Figure:
-    """Crowd and model fractions of one question's answers, side by side on a fixed [0, 1] axis."""
-    names = [a.long for a in question.answers]
-    bars = {"crowd": (crowd, GREY_CROWD if greyed else CROWD),
-            "model": (model, GREY_MODEL if greyed else MODEL)}
+def answers(names: list[str], crowd: np.ndarray | None, model: np.ndarray, greyed: bool,
+            spread: np.ndarray | None = None) -> go.Figure:
+    """Crowd (or true) and model fractions of one question's answers (or a classifier's class
+    probabilities), side by side on a fixed [0, 1] axis; `spread` draws ± error bars on the model's."""
+    bars = {"crowd": (crowd, GREY_CROWD if greyed else CROWD, None),
+            "model": (model, GREY_MODEL if greyed else MODEL, spread)}
     fig = go.Figure()
-    for name, (values, colour) in bars.items():
+    for name, (values, colour, error) in bars.items():
         if values is not None and not np.isnan(values).all():  # all NaN: no volunteer reached it
-            fig.add_bar(y=names, x=values, name=name, orientation="h", marker_color=colour,
-                        texttemplate="%{x:.2f}", textposition="outside")
+            bar = dict(texttemplate="%{x:.2f}", textposition="outside")
+            if error is not None:  # the value at the bar's base: the whisker takes its end
+                bar = dict(error_x=dict(type="data", array=np.nan_to_num(error), color="#333333",
+                                        thickness=1.2, width=3),
+                           customdata=error, texttemplate="%{x:.2f} ± %{customdata:.2f}",
+                           textposition="auto", insidetextanchor="start",
+                           insidetextfont_color="#333333" if greyed else "white",  # legible on grey too
+                           hovertemplate="%{y}: %{x:.3f} ± %{customdata:.3f}<extra>model</extra>")
+            fig.add_bar(y=names, x=values, name=name, orientation="h", marker_color=colour, **bar)
     fig.update_xaxes(range=[0, 1.12], tickvals=[0, 0.25, 0.5, 0.75, 1], fixedrange=True)  # room for labels
     fig.update_yaxes(autorange="reversed", fixedrange=True, type="category")  # Q11's "1", "2" are names
     return fig.update_layout(barmode="group", height=60 + 38 * len(names), showlegend=False, bargap=0.25,
                              margin=dict(l=0, r=0, t=0, b=0))
+
+
+def target(name: str, pred: float, spread: float | None, truth: float | None, span: tuple[float, float]
+           ) -> go.Figure:
+    """One galaxy's predicted value ± spread and its true value, on the axis `span` (the data's range)."""
+    fig = go.Figure()
+    if truth is not None and np.isfinite(truth):
+        fig.add_scatter(x=[truth], y=[name], mode="markers", name="true",
+                        marker=dict(color=CROWD, size=14, symbol="diamond"))
+    error = None if spread is None or not np.isfinite(spread) else \
+        dict(type="data", array=[spread], color=MODEL, thickness=2, width=8)
+    fig.add_scatter(x=[pred], y=[name], mode="markers", name="model", error_x=error,
+                    marker=dict(color=MODEL, size=12))
+    pad = (span[1] - span[0]) * 0.05 or 1.0
+    fig.update_xaxes(range=[span[0] - pad, span[1] + pad], fixedrange=True)
+    fig.update_yaxes(fixedrange=True, showticklabels=False)
+    return fig.update_layout(height=110, margin=dict(l=0, r=0, t=0, b=0), showlegend=False)
 
 
 def attribution(overlay: np.ndarray, cmap: str, signed: bool, height: int = 380) -> go.Figure:
@@ -69,14 +94,52 @@ def residuals(pred: np.ndarray, truth: np.ndarray, label: str) -> go.Figure:
     return fig.update_layout(height=420, margin=MARGIN, yaxis_title="galaxies", bargap=0.05)
 
 
-def confusion(counts: pd.DataFrame) -> go.Figure:
-    """Crowd top answer (rows) vs model top answer (columns); colour is the row share."""
+def confusion(counts: pd.DataFrame, rows: str = "crowd", columns: str = "model") -> go.Figure:
+    """Top answer (or class) of `rows` (the crowd, or the truth) vs the model's; colour is the row share."""
     share = counts.div(counts.sum(axis=1).replace(0, 1), axis=0)
     fig = px.imshow(share, text_auto=False, color_continuous_scale="Blues", zmin=0, zmax=1,
-                    labels=dict(x="model's top answer", y="crowd's top answer", color="row share"))
+                    labels=dict(x=f"{columns}'s top answer", y=f"{rows}'s top answer", color="row share"))
     fig.update_traces(text=counts.to_numpy(), texttemplate="%{text}",
-                      hovertemplate="crowd %{y}<br>model %{x}<br>%{text} galaxies<extra></extra>")
+                      hovertemplate=f"{rows} %{{y}}<br>{columns} %{{x}}<br>%{{text}} galaxies<extra></extra>")
     return fig.update_layout(height=120 + 45 * len(counts), margin=MARGIN)
+
+
+def predicted_vs_true(pred: np.ndarray, truth: np.ndarray, spread: np.ndarray | None, label: str,
+                      ids=None) -> go.Figure:
+    """A regression target: predicted vs true (± spread) with the y = x line, and below it the
+    residuals (predicted − true) against the true value."""
+    from plotly.subplots import make_subplots
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.04)
+    error = None if spread is None else dict(type="data", array=spread, color="#9DB8DB", thickness=1, width=0)
+    hover = "true %{x:.3f}<br>model %{y:.3f}" + ("<br>id %{customdata}" if ids is not None else "")
+    fig.add_scatter(x=truth, y=pred, mode="markers", error_y=error, customdata=ids, row=1, col=1,
+                    marker=dict(color=MODEL, size=6, opacity=0.8), hovertemplate=hover + "<extra></extra>")
+    lo, hi = np.nanmin([np.nanmin(truth), np.nanmin(pred)]), np.nanmax([np.nanmax(truth), np.nanmax(pred)])
+    fig.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", line=dict(color="#888888", dash="dash"),
+                    hoverinfo="skip", row=1, col=1)
+    fig.add_scatter(x=truth, y=pred - truth, mode="markers", customdata=ids, row=2, col=1,
+                    marker=dict(color=CROWD, size=5, opacity=0.8),
+                    hovertemplate="true %{x:.3f}<br>residual %{y:+.3f}<extra></extra>")
+    fig.add_hline(y=0, line_dash="dash", line_color="grey", row=2, col=1)
+    fig.update_xaxes(title=f"true · {label}", row=2, col=1)
+    fig.update_yaxes(title=f"model · {label}", row=1, col=1)
+    fig.update_yaxes(title="model − true", row=2, col=1)
+    return fig.update_layout(height=560, margin=MARGIN, showlegend=False)
+
+
+def calibration(bins: pd.DataFrame, label: str) -> go.Figure:
+    """Binned predicted spread vs the actual RMSE of the same cells (evaluate.calibration), with the
+    diagonal a calibrated spread would follow."""
+    top = float(np.nanmax([bins.spread.max(), bins.rmse.max(), 1e-9])) * 1.05 if len(bins) else 1.0
+    fig = go.Figure(go.Scatter(x=bins.spread, y=bins.rmse, mode="lines+markers", customdata=bins.cells,
+                               line=dict(color=MODEL), marker=dict(size=9),
+                               hovertemplate="spread %{x:.4f}<br>RMSE %{y:.4f}<br>%{customdata:,} cells"
+                                             "<extra></extra>"))
+    fig.add_scatter(x=[0, top], y=[0, top], mode="lines", line=dict(color="#888888", dash="dash"),
+                    hoverinfo="skip")
+    fig.update_xaxes(title=f"predicted spread (bin mean) · {label}", range=[0, top], constrain="domain")
+    fig.update_yaxes(title=f"actual RMSE · {label}", range=[0, top], scaleanchor="x")
+    return fig.update_layout(height=420, margin=MARGIN, showlegend=False)
 
 
 def scores(frame: pd.DataFrame, x: str, y: str, color: str | None = None, height: int = 340,

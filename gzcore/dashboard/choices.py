@@ -1,6 +1,6 @@
-"""What the user chose: data folder, model and open galaxy, kept in session state and in the URL
-(?data=…&model=…&galaxy=…). Light on purpose (no torch): app.py imports it, so that a cold start
-paints Home before the heavy modules load."""
+"""What the user chose: data folder, model, labels CSV and open galaxy, kept in session state and in
+the URL (?data=…&model=…&labels=…&galaxy=…). Light on purpose (no torch): app.py imports it, so that
+a cold start paints Home before the heavy modules load."""
 from __future__ import annotations
 
 import os
@@ -11,7 +11,7 @@ import streamlit as st
 from gzcore import data, shipped
 
 UNIVERSE_N, UNIVERSE_SEED = 300, 0   # the default synthetic universe (~10 s to render once)
-URL_KEYS = ("data", "model", "galaxy")
+URL_KEYS = ("data", "model", "labels", "galaxy")
 
 
 def universe_dir() -> Path:
@@ -46,6 +46,13 @@ def checkpoint_path() -> Path:
     return shipped.folder() / ("synthetic.pt" if data_dir() == universe_dir() else "default.pt")
 
 
+def labels_path() -> Path | None:
+    """A CSV of labels for the data folder (first column: the image id), or None: the folder's own
+    Kaggle answers for a Galaxy Zoo tree model, none (predictions only) for a model of other targets."""
+    chosen = st.session_state.get("labels") or os.environ.get("GZ_LABELS")
+    return Path(chosen).expanduser() if chosen else None
+
+
 def choose(key: str, value) -> None:
-    """Set a choice (data, model, galaxy); None or '' returns to the default."""
+    """Set a choice (data, model, labels, galaxy); None or '' returns to the default."""
     st.session_state[key] = str(value) if value not in (None, "") else None

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from gzcore import catalog, checkpoint, data, evaluate, explain, runs, shipped, synthetic, tree
+from gzcore import catalog, checkpoint, data, evaluate, explain, runs, shipped, synthetic, targets, tree
 from gzcore.dashboard import choices, navigation
-from gzcore.dashboard.choices import checkpoint_path, choose, data_dir, runs_dir, universe_dir
+from gzcore.dashboard.choices import checkpoint_path, choose, data_dir, labels_path, runs_dir, universe_dir
 
 ERRORS = (data.DataError, checkpoint.CheckpointError)
 
@@ -99,20 +99,40 @@ def _folder_key(folder: Path) -> str:
     return catalog.file_key(labels) if labels.is_file() else str(data.find_images(folder).stat().st_mtime_ns)
 
 
-def crops_for(folder: Path, preprocess: dict) -> tuple[np.ndarray, data.GalaxySet]:
-    """Decoded crops and the galaxies that have them (unreadable images skipped and listed)."""
+def _labels_key(labels: Path | None) -> str | None:
+    return (catalog.file_key(labels) if labels.is_file() else "missing") if labels else None
+
+
+def open_galaxies(folder: Path, task: targets.Task, labels: Path | None = None) -> data.GalaxySet:
+    """The galaxies a page shows, with the labels that are the truth for a model of `task`: the
+    rows of the CSV `labels` (the task's columns, or Kaggle answers for a tree model), else the
+    folder's own Kaggle answers for a tree model, else none (predictions only). Rows whose image
+    is missing are skipped and listed."""
+    if labels is not None:
+        return targets.open_labelled(folder, labels, task=task, skip_bad=True)[0]
+    return data.open_folder(folder, labels=None if task.kind == "tree" else False, skip_bad=True)
+
+
+def crops_for(folder: Path, preprocess: dict, task: targets.Task = targets.TREE,
+              labels: Path | None = None) -> tuple[np.ndarray, data.GalaxySet]:
+    """Decoded crops and the galaxies that have them (`open_galaxies`; unreadable images skipped
+    and listed)."""
     pp = data.Preprocess(**preprocess)
-    key = ("crops", str(folder), _folder_key(folder), pp)
-    return memo(key, lambda progress: data.load_folder(folder, pp, skip_bad=True, progress=progress),
+    key = ("crops", str(folder), _folder_key(folder), pp, task.kind, task.label_columns, str(labels),
+           _labels_key(labels))
+    return memo(key, lambda progress: data.load_crops(open_galaxies(folder, task, labels), pp, skip_bad=True,
+                                                      progress=progress),
                 "Decoding crops (once; cached on disk)", max_entries=4)
 
 
-def table_for(ckpt_path: Path, folder: Path | None = None) -> pd.DataFrame:
-    """The catalogue of one model over a folder (catalog.build; on disk after the first time)."""
+def table_for(ckpt_path: Path, folder: Path | None = None, labels: Path | None = None) -> pd.DataFrame:
+    """The catalogue of one model over a folder (catalog.build; on disk after the first time),
+    beside `labels` (see `open_galaxies`)."""
     folder = folder or data_dir()
     model, ckpt = model_for(ckpt_path)
-    crops, galaxies = crops_for(folder, ckpt["preprocess"])
-    key = ("table", str(folder), _folder_key(folder), catalog.file_key(ckpt_path))
+    crops, galaxies = crops_for(folder, ckpt["preprocess"], targets.of_checkpoint(ckpt), labels)
+    key = ("table", str(folder), _folder_key(folder), catalog.file_key(ckpt_path), str(labels),
+           _labels_key(labels))
     return memo(key, lambda progress: catalog.build(galaxies, crops, model, ckpt, ckpt_path,
                                                     data.default_cache_dir(), progress),
                 "Predicting every galaxy (once; cached on disk)", max_entries=4)
@@ -126,10 +146,11 @@ def embeddings_for(ctx: "Context") -> np.ndarray:
                 "Embedding every galaxy (once; cached on disk)", max_entries=8)
 
 
-def held_out_rows(folder: Path, ckpt_path: Path) -> np.ndarray:
+def held_out_rows(folder: Path, ckpt_path: Path, labels: Path | None = None) -> np.ndarray:
     """Rows of the folder's catalogue in the checkpoint's held-out split."""
     ckpt = model_for(ckpt_path)[1]
-    return checkpoint.split(crops_for(folder, ckpt["preprocess"])[1], ckpt)[1]
+    galaxies = crops_for(folder, ckpt["preprocess"], targets.of_checkpoint(ckpt), labels)[1]
+    return checkpoint.split(galaxies, ckpt)[1]
 
 
 @dataclass
@@ -141,10 +162,16 @@ class Context:
     crops: np.ndarray
     galaxies: data.GalaxySet
     table: pd.DataFrame
+    labels_path: Path | None = None
 
     @property
     def input_size(self) -> int:
         return self.ckpt["input_size"]
+
+    @property
+    def task(self) -> targets.Task:
+        """What the model predicts: the tree's 37 answers, scalar targets or classes."""
+        return targets.of_checkpoint(self.ckpt)
 
     def row_of(self, galaxy_id) -> int | None:
         hits = np.flatnonzero(self.galaxies.ids == int(galaxy_id))
@@ -155,26 +182,66 @@ def context() -> Context:
     """Everything a page reads; on bad input shows the error with a way out, and stops the page."""
     try:
         folder = ensure_universe() if data_dir() == universe_dir() else data_dir()
-        path = checkpoint_path()
+        path, labels = checkpoint_path(), labels_path()
         model, ckpt = model_for(path)
-        crops, galaxies = crops_for(folder, ckpt["preprocess"])
-        table = table_for(path, folder)
+        crops, galaxies = crops_for(folder, ckpt["preprocess"], targets.of_checkpoint(ckpt), labels)
+        if not len(galaxies):
+            raise data.DataError(f"{folder}: none of its images has a label in {labels}" if labels else
+                                 f"{folder}: no galaxies to show")
+        table = table_for(path, folder, labels)
     except ERRORS as e:
         st.error(str(e))
-        st.page_link(navigation.HOME.script, label="Choose another data folder or model on Home",
+        st.page_link(navigation.HOME.script, label="Choose another data folder, labels or model on Home",
                      icon=navigation.HOME.icon)
         st.stop()
     if galaxies.skipped:
         st.warning(f"Skipped {len(galaxies.skipped)} unreadable input(s), e.g. {galaxies.skipped[0]}")
-    return Context(folder, path, model, ckpt, crops, galaxies, table)
+    return Context(folder, path, model, ckpt, crops, galaxies, table, labels)
 
 
 def labelled(ctx: Context) -> None:
-    """Stop a page that needs crowd labels when the folder has none."""
-    if not catalog.has_crowd(ctx.table):
+    """Stop a page that needs labels when there are none."""
+    if catalog.has_crowd(ctx.table):
+        return
+    if ctx.task.kind == "tree":
         st.info(f"{ctx.data_dir} has no labels ({data.LABELS_FILE}): this page compares the model "
-                f"with the crowd. Choose a labelled folder on Home.")
+                f"with the crowd. Choose a labelled folder, or a labels CSV, on Home.")
+    else:
+        st.info(f"No labels for this model's {', '.join(ctx.task.label_columns)}: this page compares "
+                f"its predictions with the truth. Choose a labels CSV (first column: the image id) on Home.")
+    st.stop()
+
+
+def tree_only(ctx: Context) -> None:
+    """Stop a page made for Galaxy Zoo tree models when the model predicts something else."""
+    if ctx.task.kind != "tree":
+        st.info(f"This page is for Galaxy Zoo decision-tree models; `{ctx.ckpt_path.name}` predicts "
+                f"{describe_task(ctx.task)}. Browse, Galaxy, Explain and Evaluate follow this model.")
         st.stop()
+
+
+def prediction_kind(ctx: Context) -> str:
+    """How the catalogue's predictions were made (catalog.predict), in a few words."""
+    single = len(ctx.ckpt["model_config"].get("members") or [None]) == 1
+    return "8-view TTA" if single and ctx.task.kind != "classification" else "no TTA"
+
+
+def spread_source(ctx: Context) -> str:
+    """Where the catalogue's spread comes from (catalog.predict), in words."""
+    members = len(ctx.ckpt["model_config"].get("members") or [None])
+    if members > 1:
+        return f"the standard deviation of the ensemble's {members} members (no test-time augmentation)"
+    return ("the standard deviation of the model's 8 test-time views (flips and rotations; the values are "
+            "their mean)")
+
+
+def describe_task(task: targets.Task) -> str:
+    """What a model predicts, in words."""
+    if task.kind == "tree":
+        return "the 37 answer fractions of the Galaxy Zoo 2 decision tree (11 questions)"
+    if task.kind == "regression":
+        return f"the target{'s' if len(task.columns) > 1 else ''} {', '.join(task.columns)} (regression)"
+    return f"the class of `{task.target}`: one of {', '.join(task.columns)} (a classifier)"
 
 
 def known_checkpoints() -> list[Path]:
@@ -217,8 +284,10 @@ def open_galaxy(galaxy_id, page: navigation.Page = navigation.GALAXY) -> None:
 def baselines(ctx: Context) -> dict[str, float]:
     """evaluate.baselines fitted on the checkpoint's training split, scored on its held-out one."""
     train_rows, held = checkpoint.split(ctx.galaxies, ctx.ckpt)
-    key = ("baselines", str(ctx.data_dir), _folder_key(ctx.data_dir), catalog.file_key(ctx.ckpt_path))
-    return memo(key, lambda progress: evaluate.baselines(ctx.crops, ctx.galaxies.labels, train_rows, held))
+    key = ("baselines", str(ctx.data_dir), _folder_key(ctx.data_dir), catalog.file_key(ctx.ckpt_path),
+           str(ctx.labels_path), _labels_key(ctx.labels_path))
+    return memo(key, lambda progress: evaluate.baselines(ctx.crops, ctx.task.comparable(ctx.galaxies.labels),
+                                                         train_rows, held, ctx.task))
 
 
 def mean_image(ctx: Context) -> np.ndarray:
@@ -232,20 +301,30 @@ def input_pixels(ctx: Context, row: int) -> np.ndarray:
     return (x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
-def attribution_key(ctx: Context, row: int, question: int, answer: str, method: str,
+def attribution_key(ctx: Context, row: int, question: int | None, answer: str, method: str,
                     conditional: bool) -> tuple:
     return ("attribution", catalog.file_key(ctx.ckpt_path), int(ctx.galaxies.ids[row]), question, answer,
             method, conditional)
 
 
-def attribution(ctx: Context, row: int, question: int, answer: str, method: str,
+def attribution(ctx: Context, row: int, question: int | None, answer: str, method: str,
                 conditional: bool = True) -> explain.Attribution:
-    """explain.explain on the open galaxy, once per model/galaxy/answer/method, with a progress bar."""
+    """explain.explain on the open galaxy, once per model/galaxy/answer/method, with a progress bar.
+    For a model of other targets `answer` is one of its outputs (a target or a class; question None):
+    explain.explain_output."""
     pixels = input_pixels(ctx, row)
-    return memo(attribution_key(ctx, row, question, answer, method, conditional),
-                lambda progress: explain.explain(ctx.model, pixels, question, answer, method, conditional,
-                                                 progress=progress),
-                f"{method} for {tree.ANSWER_BY_COLUMN[answer].long}: images through the model")
+    if ctx.task.kind == "tree":
+        def compute(progress):
+            return explain.explain(ctx.model, pixels, question, answer, method, conditional,
+                                   progress=progress)
+        name = tree.ANSWER_BY_COLUMN[answer].long
+    else:
+        def compute(progress):
+            return explain.explain_output(ctx.model, pixels, ctx.task.columns.index(answer), method,
+                                          progress=progress)
+        name = answer
+    return memo(attribution_key(ctx, row, question, answer, method, conditional), compute,
+                f"{method} for {name}: images through the model")
 
 
 @st.cache_resource
