@@ -385,10 +385,3 @@ def load_crops(galaxies: GalaxySet, pp: Preprocess = Preprocess(), cache_dir: Pa
     kept = galaxies.subset(np.flatnonzero(keep))
     kept.skipped += bad_all
     return np.load(npy, mmap_mode="r"), kept
-
-
-def load_folder(root, pp: Preprocess = Preprocess(), labels: bool | None = None, skip_bad: bool = False,
-                cache_dir: Path | None = None, progress=None) -> tuple[np.ndarray, GalaxySet]:
-    """`open_folder` then `load_crops`: (crops, the galaxies that have them)."""
-    return load_crops(open_folder(root, labels=labels, skip_bad=skip_bad), pp, cache_dir=cache_dir,
-                      skip_bad=skip_bad, progress=progress)
