@@ -68,14 +68,16 @@ def page_times(ctx: Context, env: dict) -> list[Row]:
 
 
 def first_start(ctx: Context) -> Row:
+    """`streamlit run` on the real sample with an empty cache (crops decoded, model loaded) until
+    Home shows the model's figures, as a new user's first start."""
     start = time.perf_counter()
-    env = {"GZ_DATA": "", "GZ_CHECKPOINT": str(ctx.checkpoint), "GZ_CACHE": str(ctx.scratch / "fresh")}
+    env = {"GZ_DATA": str(ctx.data), "GZ_CHECKPOINT": str(ctx.checkpoint), "GZ_CACHE": str(ctx.scratch / "fresh")}
     with browser.server(env) as url, browser.chromium() as page:
         page.goto(url)
-        page.locator("h1").first.wait_for()
+        page.get_by_text("Validation RMSE").first.wait_for(timeout=120_000)
         seconds = time.perf_counter() - start
-    return Row("first start: `streamlit run` to Home's title (fresh cache)", seconds, "s", goal="< 15 s",
-               met=seconds < 15)
+    return Row("first start on the real sample: `streamlit run` to Home with the model's figures "
+               "(empty cache)", seconds, "s", goal="≤ 15 s", met=seconds <= 15)
 
 
 def run(ctx: Context) -> list[Row]:

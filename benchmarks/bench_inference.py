@@ -15,7 +15,7 @@ ABOUT = """\
 test-time augmentation (the 8 flips/rotations run as one batch). Single-galaxy latency: one crop,
 median of repeated calls. `gz predict` end to end: a fresh process on the unlabelled images writing
 the submission CSV (TTA on, its default); cold = an empty cache folder (JPEGs decoded), warm = the
-cache it left behind. No published reference exists for these, so there are no ratios."""
+cache it left behind; its rate is measured on the 6,000 images of the real sample, start-up included. No published reference exists for these, so there are no ratios."""
 
 
 def run(ctx: Context) -> list[Row]:
@@ -27,7 +27,8 @@ def run(ctx: Context) -> list[Row]:
     for tta in (False, True):
         label = "8-view TTA" if tta else "no TTA"
         ms = median_ms(lambda: evaluate.predict(model, crops[:1], size, tta=tta), ctx.pick(50, 5))
-        rows.append(Row(f"one galaxy, {label} ({ctx.model_note}, {size} px)", ms, "ms"))
+        rows.append(Row(f"one galaxy, {label} ({ctx.model_note}, {size} px)", ms, "ms",
+                        goal="≤ 30 ms" if tta else "", met=ms <= 30 if tta else None))
         rates = []
         for _ in range(ctx.repeats):
             start = time.perf_counter()
@@ -45,4 +46,12 @@ def run(ctx: Context) -> list[Row]:
     rows.append(Row(f"gz predict on {n:,} unlabelled images, cold cache (process start, decode, TTA)",
                     statistics.median(cold), "s"))
     rows.append(Row(f"gz predict on {n:,} unlabelled images, warm cache", statistics.median(warm), "s"))
+    many = len(checkpoint.data_for(ckpt, ctx.data, labels=False, cache_dir=ctx.cache).crops)
+    seconds = statistics.median(
+        ctx.gz("predict", "--data", str(ctx.data), "--checkpoint", str(ctx.checkpoint),
+               "--out", str(ctx.scratch / "all.csv"), cache=tempfile.mkdtemp(dir=ctx.scratch))
+        for _ in range(ctx.repeats))
+    rows.append(Row(f"gz predict on the {many:,} images of the real sample, cold cache: images/s "
+                    f"(process start, decode, TTA, CSV)", many / seconds, "images/s", goal="≥ 150",
+                    met=many / seconds >= 150))
     return rows

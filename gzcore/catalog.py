@@ -102,8 +102,7 @@ def question_counts(table: pd.DataFrame, rows=None) -> dict[int, int]:
     leave some questions, or all, at 0)."""
     if not all(col(c, "crowd") in table for c in tree.COLUMNS):  # no labels, or a model of other targets
         return {q.number: 0 for q in tree.QUESTIONS}
-    known = ~np.isnan(weighted(table, "crowd", rows))
-    return {q.number: int(known[:, tree.SLICES[q.number]].all(axis=1).sum()) for q in tree.QUESTIONS}
+    return tree.answered(weighted(table, "crowd", rows))
 
 
 def uncertainty(spread: np.ndarray | None, pred: np.ndarray, task: targets.Task) -> np.ndarray:

@@ -1,10 +1,12 @@
-"""The `gz` command line: synth, train, ensemble, evaluate, predict, lr-find.
+"""The `gz` command line: synth, train, distill, ensemble, shrink, evaluate, predict, lr-find.
 
 Stable contract (scripts call it):
   gz synth --n N --out DIR [--seed S] [--format jpg|fits]
   gz train --data DIR [--data DIR ...] [--model NAME] [--minutes M | --epochs E] --out CKPT
   gz train --data DIR --labels FILE.csv --target COLUMN [--target COLUMN ...] [--init CKPT]
            [--minutes M | --epochs N] --out CKPT
+  gz distill TEACHER --data DIR [--data DIR ...] [--model NAME] [--minutes M] --out CKPT
+  gz shrink CKPT --data DIR --out CKPT [--half | --int8]
   gz evaluate --data DIR [--labels FILE.csv] [--checkpoint CKPT]
   gz predict --data DIR [--checkpoint CKPT] [--uncertainty] --out FILE.csv
 Without --checkpoint the shipped default model (checkpoints/default.pt) is used.
@@ -69,7 +71,7 @@ def _train_config(args, command: str):
                                 val_fraction=args.val_fraction, device=args.device,
                                 precision=args.precision, threads=args.threads,
                                 patience=args.patience, skip_bad=args.skip_bad,
-                                tta=not args.no_tta, augment=args.augment)
+                                tta=not args.no_tta, augment=args.augment, swa=args.swa)
     except ValueError as e:  # options that do not go together
         sys.exit(f"gz {command}: error: {e}")
     cfg = train.with_crop(cfg, args.crop)
@@ -87,12 +89,33 @@ def _ran_on(result: dict) -> str:
 
 
 def cmd_train(args):
-    cfg = _train_config(args, "train")
+    _run_training(args, _train_config(args, "train"))
+
+
+def cmd_distill(args):
+    default = train.TrainConfig()
+    follows_teacher = {"--labels": args.labels, "--target": args.target, "--init": args.init,
+                       "--input-size": args.input_size, "--grayscale": args.grayscale,
+                       "--crop": args.crop != default.preprocess.crop, "--seed": args.seed != default.seed,
+                       "--val-fraction": args.val_fraction != default.val_fraction}
+    given = [name for name, value in follows_teacher.items() if value]
+    if given:
+        sys.exit(f"gz distill: error: {', '.join(given)}: the student learns the teacher's 37 answers "
+                 f"from the teacher's crops, on the teacher's split")
+    cfg = replace(_train_config(args, "distill"), teacher=str(args.teacher),
+                  crowd_weight=args.crowd_weight, teacher_tta=not args.teacher_no_tta)
+    _run_training(args, cfg)
+
+
+def _run_training(args, cfg: train.TrainConfig):
+    """`gz train` and `gz distill`: fit with progress bars, then print the run's summary."""
     bars: dict = {}
 
     def callback(event, info):
         if event == "data":
             bars.setdefault("data", _Bar("decoding crops (once; cached)"))(info["done"], info["total"])
+        elif event == "teacher":
+            bars.setdefault("teacher", _Bar("teacher's answers (once; cached)"))(info["done"], info["total"])
         elif event == "step":
             bar = bars.get("train")
             if bar is None:
@@ -112,8 +135,9 @@ def cmd_train(args):
     if "train" in bars:
         bars["train"].close()
     task = result["task"]
-    predicts = "the 37 answers of the tree" if task.kind == "tree" else \
-        f"{', '.join(task.label_columns)} ({task.kind}{'' if cfg.init is None else ', fine-tuned'})"
+    predicts = ("the 37 answers of the tree" + (f", distilled from {cfg.teacher}" if cfg.teacher else "")
+                if task.kind == "tree" else
+                f"{', '.join(task.label_columns)} ({task.kind}{'' if cfg.init is None else ', fine-tuned'})")
     rows = [("model", f"{result['model'].config['name']} ({_ran_on(result)})"), ("predicts", predicts),
             ("train / val galaxies", f"{result['train_images']} / {result['val_images']}"),
             ("epochs", result["epochs"]), ("wall time", f"{result['seconds']:.0f} s"),
@@ -144,6 +168,16 @@ def cmd_ensemble(args):
           f"({_ran_on(INFERENCE.describe())})\n")
     print(_table(rows, ("model", "val RMSE")))
     print(f"\ncheckpoint: {args.out}")
+
+
+def cmd_shrink(args):
+    from . import ensemble
+    m = ensemble.shrink(args.checkpoint, args.out, args.data, storage=args.storage,
+                        progress=_Bar("re-scoring"))
+    size = args.out.stat().st_size / 1e6
+    print(_table([("val RMSE, 8-view TTA", m["val_rmse_tta"]), ("val RMSE, one view (no TTA)", m["val_rmse"]),
+                  ("held-out galaxies", m["val_images"]), ("file", f"{args.out} ({size:.1f} MB, {args.storage})")],
+                 ("stored weights", "")))
 
 
 def _load(args, labels: bool):
@@ -286,7 +320,23 @@ def add_train_options(t: argparse.ArgumentParser) -> None:
     t.add_argument("--threads", type=int, default=default.threads,
                    help="torch CPU threads for the run (default: torch's)")
     t.add_argument("--patience", type=int, help="stop after N epochs without improvement")
+    t.add_argument("--swa", type=float, default=default.swa, metavar="FRACTION",
+                   help="stochastic weight averaging: average the weights of the epochs in the run's last "
+                   "FRACTION (e.g. 0.25), kept when that beats the best epoch (default off; --resume "
+                   "restarts the average)")
     t.add_argument("--no-tta", action="store_true", help="skip the final 8-view TTA score")
+
+
+def add_storage_options(sp: argparse.ArgumentParser, default: str) -> None:
+    """--half / --int8: how a written checkpoint stores its weights (`checkpoint.stored_weights`)."""
+    stored = sp.add_mutually_exclusive_group()
+    stored.add_argument("--half", dest="storage", action="store_const", const="float16",
+                        default=default, help="store float16 weights: half the file size; the "
+                        "scores shown are the stored weights'" + (" (the default)" if default == "float16" else ""))
+    stored.add_argument("--int8", dest="storage", action="store_const", const="int8",
+                        help="store conv and linear weights as int8 with a scale per output "
+                        "channel: a quarter of the file size; the scores shown are the stored "
+                        "weights'")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -297,6 +347,7 @@ def parser() -> argparse.ArgumentParser:
                "<GalaxyID>.jpg + training_solutions_rev1.csv (labels), or images_test_rev1/. "
                "Try: gz synth --n 1000 --out demo && gz train --data demo --minutes 2 --out demo.pt")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    default_train = train.TrainConfig()
 
     s = sub.add_parser("synth", help="write a synthetic universe in the Kaggle layout")
     s.add_argument("--n", type=int, default=1000, help="number of galaxies (default 1000)")
@@ -318,15 +369,17 @@ def parser() -> argparse.ArgumentParser:
                     help="two or more checkpoints trained on --data with the same split")
     en.add_argument("--data", required=True, type=Path, help="the Kaggle-layout folder they trained on")
     en.add_argument("--out", required=True, type=Path, help="ensemble checkpoint to write (.pt)")
-    stored = en.add_mutually_exclusive_group()
-    stored.add_argument("--half", dest="storage", action="store_const", const="float16",
-                        default="float32", help="store float16 weights: half the file size; the "
-                        "scores shown are the stored weights'")
-    stored.add_argument("--int8", dest="storage", action="store_const", const="int8",
-                        help="store conv and linear weights as int8 with a scale per output "
-                        "channel: a quarter of the file size; the scores shown are the stored "
-                        "weights'")
+    add_storage_options(en, default="float32")
     en.set_defaults(func=cmd_ensemble)
+
+    sh = sub.add_parser("shrink", help="re-store a checkpoint for shipping: weights only, float16 or "
+                        "int8, re-scored as stored on its validation split")
+    sh.add_argument("checkpoint", type=Path, metavar="CKPT", help="a tree model's checkpoint (gz train, "
+                    "gz distill or gz ensemble)")
+    sh.add_argument("--data", required=True, type=Path, help="the Kaggle-layout folder it was scored on")
+    sh.add_argument("--out", required=True, type=Path, help="checkpoint to write (.pt)")
+    add_storage_options(sh, default="float16")
+    sh.set_defaults(func=cmd_shrink)
 
     e = sub.add_parser("evaluate", help="RMSE overall and per question, beside the baselines")
     add_data_options(e, with_checkpoint=True)
@@ -344,6 +397,20 @@ def parser() -> argparse.ArgumentParser:
                     help="add a '<column> spread' column per output: the standard deviation of the "
                     "predictions averaged into it (an ensemble's members and the 8 TTA views)")
     pr.set_defaults(func=cmd_predict)
+
+    d = sub.add_parser("distill", help="train one student on a teacher's answers (with TTA) over "
+                       "every image of --data, labelled or not; the crowd's answers mixed in where known")
+    d.add_argument("teacher", type=Path, metavar="TEACHER", help="the teacher checkpoint (e.g. an "
+                   "ensemble); the student reads its crops and keeps its validation split")
+    add_train_options(d)
+    d.add_argument("--crowd-weight", type=float, default=default_train.crowd_weight,
+                   help="where the crowd's answer is known, the target is this x it + the rest x the "
+                   f"teacher's (default {default_train.crowd_weight}); elsewhere the teacher's alone")
+    d.add_argument("--teacher-no-tta", action="store_true",
+                   help="the teacher answers from one view instead of the mean of its 8 TTA views")
+    d.add_argument("--out", required=True, type=Path, help="student checkpoint to write (.pt)")
+    d.add_argument("--resume", action="store_true", help="continue from --out if it exists")
+    d.set_defaults(func=cmd_distill)
 
     lf = sub.add_parser("lr-find", help="learning-rate range test, with gz train's options")
     add_train_options(lf)

@@ -63,21 +63,45 @@ def combine(paths, out, data_dir, progress=None, storage: str = "float32") -> di
              for k, v in weights.items()}
     model.load_state_dict(checkpoint.float_weights(*checkpoint.stored_weights(state, storage)))
     model.eval()
-    first, size = ckpts[0], ckpts[0]["input_size"]
-    pp = checkpoint.preprocess_of(first)
+    fraction, seed = checkpoint.split_of(ckpts[0])
+    return _score_and_save(model, ckpts[0], out, data_dir, storage, progress,
+                           {"members": [source for source, _, _, _ in parts],
+                            "train_images": (ckpts[0].get("metrics") or {}).get("train_images")},
+                           {"val_fraction": fraction, "seed": seed, "members": [t for _, _, _, t in parts]})
+
+
+def shrink(path, out, data_dir, storage: str = "float16", progress=None) -> dict:
+    """The tree model of checkpoint `path` (one model or an ensemble) re-stored for shipping at `out`:
+    its weights alone, in `storage`, re-scored as stored on its validation split of `data_dir` with
+    and without 8-view TTA (the optimizer state, needed only by --resume, is dropped)."""
+    path = Path(path)
+    ckpt = checkpoint.read(path)
+    if ckpt["model_config"].get("head", "tree") != "tree":
+        raise checkpoint.CheckpointError(f"{path}: re-scoring needs a Galaxy Zoo tree model; this one "
+                                         f"predicts other targets")
+    model = models.build(**ckpt["model_config"])
+    model.load_state_dict(checkpoint.float_weights(*checkpoint.stored_weights(ckpt["model"], storage)))
+    kept = {k: v for k, v in (ckpt.get("metrics") or {}).items() if not k.startswith(("val_", "member_val"))}
+    return _score_and_save(model.eval(), ckpt, out, data_dir, storage, progress, kept,
+                           ckpt.get("train_config") or {})
+
+
+def _score_and_save(model, first: dict, out, data_dir, storage: str, progress, metrics: dict,
+                    train_config: dict) -> dict:
+    """Score `model` (rebuilt from weights rounded to `storage`) on `first`'s validation split of
+    `data_dir`, with and without TTA, and save it with those scores and `metrics`; returns them."""
+    size, pp = first["input_size"], checkpoint.preprocess_of(first)
     held = checkpoint.data_for(first, data_dir, labels=True)
     truth = held.galaxies.labels[held.val_idx]
-    # the ensemble's prediction is the mean of its members': each member runs once per view set
+    singles = models.members(model)
+    # an ensemble's prediction is the mean of its members': each member runs once per view set
     preds = {tta: [evaluate.predict(m, held.crops, size, index=held.val_idx, tta=tta, progress=progress)
-                   for m in model.members] for tta in (False, True)}
-    fraction, seed = checkpoint.split_of(first)
-    metrics = {"members": [source for source, _, _, _ in parts], "val_images": len(held.val_idx),
-               "train_images": (first.get("metrics") or {}).get("train_images"),
+                   for m in singles] for tta in (False, True)}
+    metrics = {**metrics, "val_images": len(held.val_idx),
                "val_rmse": evaluate.rmse(np.mean(preds[False], axis=0), truth),
-               "val_rmse_tta": evaluate.rmse(np.mean(preds[True], axis=0), truth),
-               "member_val_rmse_tta": [evaluate.rmse(p, truth) for p in preds[True]]}
-    checkpoint.save(out, model, preprocess=pp, input_size=size, metrics=metrics,
-                    train_config={"val_fraction": fraction, "seed": seed,
-                                  "members": [t for _, _, _, t in parts]},
+               "val_rmse_tta": evaluate.rmse(np.mean(preds[True], axis=0), truth)}
+    if len(singles) > 1:
+        metrics["member_val_rmse_tta"] = [evaluate.rmse(p, truth) for p in preds[True]]
+    checkpoint.save(out, model, preprocess=pp, input_size=size, metrics=metrics, train_config=train_config,
                     data_fingerprint=data.fingerprint(held.galaxies, pp), storage=storage)
     return metrics

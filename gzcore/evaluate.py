@@ -30,7 +30,8 @@ def predict(model, crops, input_size: int, tta: bool = False, batch_size: int = 
             device: torch.device | str = "cpu", progress=None, index=None, spread: bool = False):
     """Raw model outputs (N, K; the 37 answers for the tree), in fp32, for uint8 crops
     (N, H, W, C) or for the rows `index` of them. `tta` averages the 8 flips/rotations, run as one
-    batch of 8x the size.
+    batch of 8x the size. Many images run through `models.folded` (batch norms folded into the
+    convolutions, the same outputs to float rounding).
 
     With `spread`, returns (outputs, spread): the standard deviation, per output, of the
     predictions averaged into it, those of an ensemble's members and, with `tta`, of the 8 views.
@@ -40,6 +41,8 @@ def predict(model, crops, input_size: int, tta: bool = False, batch_size: int = 
     if spread and len(singles) == 1 and not tta:
         raise ValueError("a single model's spread comes from its 8 test-time views: use TTA")
     n = len(crops) if index is None else len(index)
+    if n * (8 if tta else 1) >= 512:  # folding costs a few ms a model: it pays for many images
+        singles = [models.folded(m) for m in singles]
     out, spreads = [], []
     for done, x in model_inputs(crops, input_size, index, max(1, batch_size // 8) if tta else batch_size,
                                 device):

@@ -7,6 +7,7 @@ returns an `Ensemble` that averages several such models. Imports only torch/torc
 """
 from __future__ import annotations
 
+import copy
 import inspect
 
 import torch
@@ -229,6 +230,20 @@ class Ensemble(nn.Module):
 def members(model: GalaxyModel | Ensemble) -> list[GalaxyModel]:
     """The single models inside `model`: its members for an ensemble, else itself."""
     return list(model.members) if isinstance(model, Ensemble) else [model]
+
+
+def folded(model: nn.Module) -> nn.Module:
+    """A copy of `model` for inference (eval mode) with each batch norm that follows a convolution
+    in a Sequential folded into that convolution: the same outputs up to float rounding, about 10 %
+    faster on a CPU (docs/BENCHMARKS.md). Training and explanations use the model itself."""
+    model = copy.deepcopy(model).eval()
+    for block in model.modules():
+        if isinstance(block, nn.Sequential):
+            for i in range(len(block) - 1):
+                if isinstance(block[i], nn.Conv2d) and isinstance(block[i + 1], nn.BatchNorm2d):
+                    block[i] = nn.utils.fusion.fuse_conv_bn_eval(block[i], block[i + 1])
+                    block[i + 1] = nn.Identity()
+    return model
 
 
 def has_width(name: str) -> bool:

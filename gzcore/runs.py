@@ -64,6 +64,10 @@ class Run:
             return "stopping after the current batch…"
         kinds = [event for event, _ in self.events]
         if "step" not in kinds:
+            if "teacher" in kinds:
+                done = [info for event, info in self.events if event == "teacher"][-1]
+                views = "8 views each" if self.config.teacher_tta else "one view"
+                return f"the teacher answers ({done['done']}/{done['total']} galaxies, {views})"
             done = [info for event, info in self.events if event == "data"]
             return f"preparing data ({done[-1]['done']}/{done[-1]['total']} crops)" if done else "starting…"
         return f"training: {self.progress:.0%} after {time.time() - self.started:.0f} s"

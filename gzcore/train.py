@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import augment, checkpoint, data, evaluate, models, targets
+from . import augment, checkpoint, data, distill, evaluate, models, targets
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class TrainConfig:
     device: str = "auto"          # auto | cpu | cuda
     patience: int | None = None   # early stopping: epochs without improvement
     tta: bool = True              # 8-view test-time augmentation for the final validation score
+    swa: float = 0.0              # stochastic weight averaging over the epochs of the run's last fraction (0: off)
     answer_weights: tuple[float, ...] | None = None  # per-answer MSE weights (37), None = plain MSE
     skip_bad: bool = False        # skip unreadable images / unlabelled rows instead of stopping
     threads: int | None = None    # torch CPU threads (None = torch's default)
@@ -51,6 +52,9 @@ class TrainConfig:
     targets: tuple[str, ...] = () # its columns to learn (numbers: regression; class names: a classifier)
     init: str | None = None       # fine-tune: start from this checkpoint's backbone (see with_init)
     backbone_lr: float = 0.1      # fine-tuning: the backbone's learning rate relative to the head's
+    teacher: str | None = None    # distil: learn this checkpoint's answers too (see with_teacher)
+    crowd_weight: float = 0.5     # distillation targets: this x the crowd's answer + the rest x the teacher's
+    teacher_tta: bool = True      # the teacher answers with 8-view TTA
 
     def __post_init__(self):
         if self.augment not in augment.POLICIES:
@@ -60,6 +64,12 @@ class TrainConfig:
             raise ValueError(f"model {self.model!r} has no width option (dieleman and xresnet do)")
         if bool(self.labels) != bool(self.targets):
             raise ValueError("a labels CSV (--labels) and its target columns (--target) go together")
+        if self.teacher and (self.labels or self.init):
+            raise ValueError("distillation learns the teacher's 37 answers: it takes no --labels or --init")
+        if not 0 <= self.swa < 1:
+            raise ValueError(f"SWA fraction {self.swa} is not in [0, 1)")
+        if not 0 <= self.crowd_weight <= 1:
+            raise ValueError(f"crowd weight {self.crowd_weight} is not in [0, 1]")
 
 
 def cpu_has_native_bf16() -> bool:
@@ -154,13 +164,25 @@ class Prepared:
         return self.task.encode(self.galaxies.labels)
 
 
-def prepare(data_dir, cfg: TrainConfig, cache_dir=None, progress=None) -> Prepared:
+def prepare(data_dir, cfg: TrainConfig, cache_dir=None, progress=None, teaching=None) -> Prepared:
     """Open one labelled folder or several (a list), decode their crops (cached) and split them, as
-    `fit` reads them. The labels are the folders' Kaggle answers, or cfg.targets of cfg.labels."""
-    galaxies, task = targets.open_labelled(data_dir, cfg.labels, cfg.targets, skip_bad=cfg.skip_bad)
+    `fit` reads them. The labels are the folders' Kaggle answers, or cfg.targets of cfg.labels.
+    With `cfg.teacher` every image counts, labelled or not, and the training rows learn the
+    distillation targets (`distill.soft_labels`; the teacher's pass reports to `teaching`)."""
+    if cfg.teacher:
+        galaxies, task = distill.open_every_image(data_dir, skip_bad=cfg.skip_bad), targets.TREE
+    else:
+        galaxies, task = targets.open_labelled(data_dir, cfg.labels, cfg.targets, skip_bad=cfg.skip_bad)
     crops, galaxies = data.load_crops(galaxies, cfg.preprocess, cache_dir=cache_dir,
                                       skip_bad=cfg.skip_bad, progress=progress)
-    return prepared(galaxies, crops, cfg, data.fingerprint(galaxies, cfg.preprocess), task)
+    fingerprint = data.fingerprint(galaxies, cfg.preprocess)
+    if cfg.teacher:
+        train_idx, _ = data.split(galaxies, cfg.val_fraction, cfg.seed)
+        answers = distill.teacher_answers(cfg.teacher, crops, train_idx, fingerprint=fingerprint,
+                                          tta=cfg.teacher_tta, cache_dir=cache_dir, progress=teaching)
+        galaxies.labels[train_idx] = distill.soft_labels(galaxies.labels[train_idx], answers,
+                                                         cfg.crowd_weight)
+    return prepared(galaxies, crops, cfg, fingerprint, task)
 
 
 def prepared(galaxies: data.GalaxySet, crops: np.ndarray, cfg: TrainConfig, fingerprint: str,
@@ -284,6 +306,20 @@ def fine_tuned(path, task: targets.Task) -> models.GalaxyModel:
     return tuned
 
 
+def with_teacher(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` distilling from its `teacher` checkpoint: the teacher's validation split (no galaxy it
+    held out is trained on), crops and input size; unchanged without `teacher`."""
+    if not cfg.teacher:
+        return cfg
+    ckpt = checkpoint.read(cfg.teacher)
+    if ckpt["model_config"].get("head", "tree") != "tree":
+        raise checkpoint.CheckpointError(f"{cfg.teacher}: predicts {targets.of_checkpoint(ckpt).columns}, "
+                                         f"not the tree's 37 answers: only a tree model can teach")
+    val_fraction, seed = checkpoint.split_of(ckpt)
+    return replace(cfg, val_fraction=val_fraction, seed=seed, preprocess=checkpoint.preprocess_of(ckpt),
+                   input_size=ckpt["input_size"])
+
+
 def with_init(cfg: TrainConfig) -> TrainConfig:
     """`cfg` reading the crops its `init` checkpoint's backbone was trained on (model, width,
     preprocessing and input size follow the checkpoint); unchanged without `init`."""
@@ -387,14 +423,14 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
         resume: bool = False, cache_dir=None, prepared: Prepared | None = None) -> dict:
     """Train a model on a labelled Kaggle-layout folder and return its metrics.
 
-    callback(event, info) is called with event in {'data', 'step', 'epoch', 'done'};
+    callback(event, info) is called with event in {'data', 'teacher', 'step', 'epoch', 'done'};
     `stop` is an optional threading.Event: set it to end the run after the current batch.
     The best model (by validation RMSE) is written to `out` after every improving epoch, and
     the checkpoint records the device and precision the run resolved.
     `cfg.threads` applies for the duration of the run; torch's thread count is restored after.
     """
     callback = callback or (lambda event, info: None)
-    cfg = with_init(cfg)
+    cfg = with_teacher(with_init(cfg))
     with torch_threads(cfg.threads):
         started = time.time()
         setup = Setup.choose(cfg.device, cfg.precision)
@@ -402,7 +438,8 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
         torch.manual_seed(init_seed)
         gen = torch.Generator().manual_seed(init_seed)
         prep = prepared or prepare(data_dir, cfg, cache_dir,
-                                   progress=lambda d, n: callback("data", {"done": d, "total": n}))
+                                   progress=lambda d, n: callback("data", {"done": d, "total": n}),
+                                   teaching=lambda d, n: callback("teacher", {"done": d, "total": n}))
         ran_on = setup.describe()
         earlier = Earlier.read(out, cfg) if resume and out and Path(out).is_file() else Earlier()
         history, best = earlier.history, earlier.best
@@ -410,6 +447,8 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
         if earlier.optimizer:
             learner.opt.load_state_dict(earlier.optimizer)
         model, best_state, stale = learner.model, earlier.best_state(), 0
+        # the running mean of the weights (batch-norm statistics included) of the run's last epochs
+        swa = torch.optim.swa_utils.AveragedModel(model, use_buffers=True) if cfg.swa else None
         batches = Batches(prep.crops, prep.encoded, prep.train_idx, cfg.batch_size, setup.device, gen)
         if len(batches) == 0:
             raise data.DataError(f"{data_dir}: only {len(prep.train_idx)} training galaxies; need at "
@@ -438,12 +477,21 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
                     save({"val_rmse": val_rmse, "epoch": epoch + 1})
             else:
                 stale += 1
+            if swa is not None and schedule.progress > 1 - cfg.swa:
+                swa.update_parameters(model)
             callback("epoch", dict(history[-1], best_val_rmse=best))
             if cfg.patience and stale >= cfg.patience:
                 break
+        averaged = {}
+        if swa is not None and swa.n_averaged > 0:  # kept when it beats the best single epoch
+            averaged = {"swa_epochs": int(swa.n_averaged),
+                        "swa_val_rmse": validate(swa.module, prep, cfg.input_size, setup.device)}
+            if averaged["swa_val_rmse"] < best:
+                best = averaged["swa_val_rmse"]
+                best_state = {k: v.detach().clone() for k, v in swa.module.state_dict().items()}
         if best_state is not None:
             model.load_state_dict(best_state)
-        result = {"val_rmse": best, "epochs": len(history), "train_images": len(prep.train_idx),
+        result = {"val_rmse": best, **averaged, "epochs": len(history), "train_images": len(prep.train_idx),
                   "val_images": len(prep.val_idx), **ran_on, "skipped": prep.skipped,
                   "history": history}
         if len(prep.val_idx) and cfg.tta:
@@ -454,8 +502,9 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
             result["val_accuracy"] = evaluate.accuracy(pred, prep.galaxies.labels[prep.val_idx, 0])
         result["seconds"] = time.time() - started
         if out:
-            save({k: result[k] for k in ("val_rmse", "val_rmse_tta", "val_accuracy", "epochs", "seconds",
-                                         "train_images", "val_images") if k in result})
+            save({k: result[k] for k in ("val_rmse", "val_rmse_tta", "val_accuracy", "swa_epochs",
+                                         "swa_val_rmse", "epochs", "seconds", "train_images", "val_images")
+                  if k in result})
         callback("done", dict(result))
         result["task"] = prep.task
         result["model"] = model
@@ -493,7 +542,7 @@ def lr_find(data_dir, cfg: TrainConfig = TrainConfig(), start: float = 1e-5, end
     """Leslie Smith's range test: raise the LR exponentially for `steps` batches (the training step
     of `fit`, augmentation and precision included) and record the smoothed loss. Suggests the LR of
     steepest descent. Returns {'lrs', 'losses', 'suggestion'} and `Setup.describe`'s keys."""
-    cfg = with_init(cfg)
+    cfg = with_teacher(with_init(cfg))
     with torch_threads(cfg.threads):
         setup = Setup.choose(cfg.device, cfg.precision)
         torch.manual_seed(cfg.seed)

@@ -174,6 +174,13 @@ class TreeProblem:
     message: str
 
 
+def answered(weighted: np.ndarray) -> dict[int, int]:
+    """Rows whose answers to each question are all known (not NaN), by question number: partial
+    labels leave some questions, or all, at 0."""
+    known = ~np.isnan(weighted)
+    return {q.number: int(known[:, SLICES[q.number]].all(axis=1).sum()) for q in QUESTIONS}
+
+
 def check_labels(weighted: np.ndarray, tol: float = 1e-3, ids=None,
                  unknown_ok: bool = False) -> list[TreeProblem]:
     """Every way a label matrix breaks the tree: NaN, values outside [0, 1], question sums that

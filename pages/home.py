@@ -15,8 +15,8 @@ st.write("A CNN answers the 11 questions Galaxy Zoo volunteers answered for each
          "volunteers' game yourself.")
 loaded = st.container()
 
-from gzcore import catalog  # noqa: E402  (torch loads here, after a cold start shows the text above)
-from gzcore.dashboard import state  # noqa: E402
+from gzcore import tree  # noqa: E402
+from gzcore.dashboard import state  # noqa: E402  (torch loads here, after a cold start shows the text above)
 
 
 def _new_folder():
@@ -79,11 +79,12 @@ with loaded:
     st.markdown(f"**The model predicts** {state.describe_task(task)}.")
     cols = st.columns(4)
     cols[0].metric("Galaxies", f"{len(ctx.galaxies):,}", help=str(ctx.data_dir))
-    counts = catalog.question_counts(ctx.table) if task.kind == "tree" else {}
+    labels = ctx.galaxies.labels
+    counts = tree.answered(labels) if task.kind == "tree" and labels is not None else {}
     known = [n for n, c in counts.items() if c]
-    partial = " (partial)" if ctx.galaxies.labels is not None and len(known) < len(counts) else ""
+    partial = " (partial)" if labels is not None and len(known) < len(counts) else ""
     cols[1].metric("Crowd labels" if task.kind == "tree" else "Labels",
-                   ("yes" + partial) if ctx.galaxies.labels is not None else "no",
+                   ("yes" + partial) if labels is not None else "no",
                    help=str(ctx.labels_path or ctx.data_dir))
     members = ctx.ckpt["model_config"].get("members")  # an ensemble (gz ensemble)
     cols[2].metric("Model", f"ensemble of {len(members)}" if members else ctx.ckpt["model_config"]["name"],

@@ -32,13 +32,18 @@ with st.form("train_form", border=True):
     subset = cols[2].number_input("Training galaxies (0 = all)", 0, None, 256, step=64, key="train_subset")
     lr = cols[3].number_input("Peak learning rate", 1e-5, 1.0, 2e-3, step=5e-4, format="%.4f", key="train_lr")
     folder = cols[4].text_input("Data folder", str(state.data_dir()), key="train_data")
+    teacher = state.checkpoint_path() if task.kind == "tree" else None
+    distil = st.checkbox(f"Distil from the loaded model (`{teacher.name}`): learn its answers (8-view TTA) "
+                         "on every image of the folder, labelled or not, the crowd's mixed in where known; "
+                         "its crops and held-out galaxies", key="train_distil") if teacher else False
     started = st.form_submit_button("Start training", type="primary", disabled=busy,
                                     help="Another run is in progress on this server" if busy else None)
 if started:
     cfg = train.TrainConfig(model=name, epochs=int(epochs), subset=int(subset) or None, lr=float(lr),
                             threads=1, tta=False,  # one thread: the dashboard stays responsive
                             labels=str(labels) if follows else None,
-                            targets=task.label_columns if follows else ())
+                            targets=task.label_columns if follows else (),
+                            teacher=str(teacher) if distil else None)
     run = runs.Run(Path(folder), cfg, runs.run_path(state.runs_dir(), cfg)).start()
     slot.update(run=run, baseline=state.checkpoint_path())
     busy = True

@@ -4,6 +4,8 @@ Precision and threads are pinned (fp32, 2 threads), so a test gives the same ver
 AVX512-BF16 (where `precision="auto"` picks bf16) as on one without; `GZ_CPU_BF16=1|0` forces the
 detection either way, to prove it."""
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -29,6 +31,12 @@ def tiny_cli(epochs: int = TINY.epochs) -> list[str]:
     input stay `gz train`'s defaults)."""
     return ["--epochs", str(epochs), "--batch-size", str(TINY.batch_size), "--precision",
             TINY.precision, "--threads", str(TINY.threads)]
+
+
+def gz(*args) -> subprocess.CompletedProcess:
+    """`gz ARGS` in a fresh process, as a script calls it (output captured as text)."""
+    return subprocess.run([sys.executable, "-m", "gzcore.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=600)
 
 
 @pytest.fixture(scope="session")

@@ -154,6 +154,16 @@ def test_train_runs_in_the_background_and_compares(app):
     assert "Before and after" in texts(app.subheader) and len(app.metric) == 2
 
 
+def test_train_distils_the_loaded_model(app, dashboard_env):
+    at = show(app, TRAIN)
+    at.checkbox(key="train_distil").check()
+    run = train_tiny(at)
+    teacher = dashboard_env["GZ_CHECKPOINT"]
+    assert run.config.teacher == teacher and checkpoint.read(run.out)["train_config"]["teacher"] == teacher
+    assert any(event == "teacher" for event, _ in run.events)
+    assert "Before and after" in texts(at.subheader) and len(at.metric) == 2
+
+
 def test_bad_inputs_show_a_message_not_a_traceback(app, tmp_path, dashboard_env):
     (tmp_path / "empty").mkdir()
     not_a_checkpoint = tmp_path / "junk.pt"

@@ -7,14 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_cli
+from conftest import gz, tiny_cli
 
 from gzcore import checkpoint, cli, data, shipped, train, tree
-
-
-def gz(*args):
-    return subprocess.run([sys.executable, "-m", "gzcore.cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +111,7 @@ def test_ensemble_averages_members_and_refuses_a_leaky_one(trained, synth_dir, t
 
 def test_every_option_of_every_command_is_explained():
     commands = cli.parser()._subparsers._group_actions[0].choices
-    assert set(commands) == {"synth", "train", "ensemble", "evaluate", "predict", "lr-find"}
+    assert set(commands) == {"synth", "train", "distill", "ensemble", "shrink", "evaluate", "predict", "lr-find"}
     for name, command in commands.items():
         unexplained = [a.option_strings or a.dest for a in command._actions if not a.help]
         assert not unexplained, (name, unexplained)

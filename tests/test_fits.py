@@ -2,13 +2,11 @@
 truncated and foreign files, the Lupton render beside Galaxy Zoo's own, FITS folders through
 `gz predict --skip-bad`, and the synthetic universe written as FITS."""
 import gzip
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from astropy.io import fits as afits
-from conftest import REAL_DATA, ROOT
+from conftest import REAL_DATA, ROOT, gz
 from PIL import Image
 
 from gzcore import checkpoint, data, fits, models, synthetic
@@ -18,11 +16,6 @@ needs_decals = pytest.mark.skipif(not (DECALS / "example_a.fits").is_file(),
                                   reason=f"real DECaLS FITS cutouts not found at {DECALS}")
 BAD_PIX_ZEROS = 266_910  # exact zeros in example_bad_pix.fits (its README)
 FIELD_RATIO = 4.5        # Galaxy Zoo's example_a.png shows a field this much wider than the FITS
-
-
-def gz(*args):
-    return subprocess.run([sys.executable, "-m", "gzcore.cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=600)
 
 
 def _sky(rng, bands=3, side=64):

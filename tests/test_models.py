@@ -16,6 +16,20 @@ def test_every_model_obeys_the_tree_for_any_input(name):
     assert tree.check_labels(y, tol=1e-5) == []
 
 
+@pytest.mark.parametrize("name", ["dieleman", "xresnet18"])
+def test_folded_batch_norms_give_the_same_answers(name):
+    torch.manual_seed(0)
+    model = models.build(name, width=8)
+    model.train()(torch.rand(16, 3, 48, 48))  # batch-norm statistics away from their initial values
+    model.eval()
+    x = torch.rand(4, 3, 48, 48)
+    fast = models.folded(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    with torch.no_grad():
+        np.testing.assert_allclose(fast(x).numpy(), model(x).numpy(), atol=1e-5)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the model itself is untouched
+
+
 def test_tree_head_property_on_random_logits():
     """Whatever the features, each question sums to its reach weight and values lie in [0, 1]."""
     head = models.TreeHead(16)

@@ -58,6 +58,22 @@ def test_a_resumed_run_that_never_improves_keeps_the_best_weights(synth_dir, tmp
     assert evaluate.rmse(pred, held.galaxies.labels[held.val_idx]) == pytest.approx(best, abs=2e-7)
 
 
+def test_weight_averaging_over_the_last_epochs_is_kept_when_it_scores_better(synth_dir, tmp_path):
+    out = tmp_path / "m.pt"
+    result = train.fit(synth_dir, replace(TINY, epochs=4, swa=0.5), out=out)
+    epochs = [h["val_rmse"] for h in result["history"]]
+    assert result["swa_epochs"] == 2  # the epochs ending in the last half of the run: 3 and 4
+    assert result["val_rmse"] == min(min(epochs), result["swa_val_rmse"])
+    model, ckpt = checkpoint.load(out)
+    held = checkpoint.data_for(ckpt, synth_dir)
+    with train.torch_threads(TINY.threads):
+        pred = evaluate.predict(model, held.crops, TINY.input_size, index=held.val_idx)
+    assert evaluate.rmse(pred, held.galaxies.labels[held.val_idx]) == pytest.approx(result["val_rmse"], abs=2e-7)
+    assert ckpt["metrics"]["swa_val_rmse"] == result["swa_val_rmse"]
+    with pytest.raises(ValueError, match="SWA fraction"):
+        train.TrainConfig(swa=1.0)
+
+
 def test_stop_event_ends_the_run_early(synth_dir):
     stop = threading.Event()
 

@@ -161,8 +161,13 @@ class Context:
     ckpt: dict
     crops: np.ndarray
     galaxies: data.GalaxySet
-    table: pd.DataFrame
     labels_path: Path | None = None
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The catalogue: the model's predictions for every galaxy beside the labels (`table_for`;
+        computed when a page first reads it, so Home shows without waiting for it)."""
+        return table_for(self.ckpt_path, self.data_dir, self.labels_path)
 
     @property
     def input_size(self) -> int:
@@ -188,7 +193,6 @@ def context() -> Context:
         if not len(galaxies):
             raise data.DataError(f"{folder}: none of its images has a label in {labels}" if labels else
                                  f"{folder}: no galaxies to show")
-        table = table_for(path, folder, labels)
     except ERRORS as e:
         st.error(str(e))
         st.page_link(navigation.HOME.script, label="Choose another data folder, labels or model on Home",
@@ -196,7 +200,7 @@ def context() -> Context:
         st.stop()
     if galaxies.skipped:
         st.warning(f"Skipped {len(galaxies.skipped)} unreadable input(s), e.g. {galaxies.skipped[0]}")
-    return Context(folder, path, model, ckpt, crops, galaxies, table, labels)
+    return Context(folder, path, model, ckpt, crops, galaxies, labels)
 
 
 def labelled(ctx: Context) -> None:
