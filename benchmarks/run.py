@@ -25,7 +25,8 @@ from pathlib import Path
 from . import REAL_DATA, ROOT, report
 from .common import Context, Skip, machine
 
-SECTIONS = ["decode", "train", "quality", "inference", "explain", "memory", "gpu", "uncertainty", "dashboard"]
+SECTIONS = ["decode", "train", "quality", "inference", "explain", "memory", "gpu", "uncertainty", "scale",
+            "dashboard"]
 
 
 def available() -> list[str]:

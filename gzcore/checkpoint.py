@@ -2,6 +2,7 @@
 read with `torch.load(weights_only=True)` so that loading never runs code."""
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -134,6 +135,16 @@ def load(path=None, expect_model: str | None = None) -> tuple[models.GalaxyModel
                               f"(written by another model or gzcore {ckpt.get('gzcore_version')}): "
                               f"{detail}") from e
     return model.eval(), ckpt
+
+
+def digest(path) -> str:
+    """SHA-1 of a checkpoint file: what results computed with it (a teacher's answers, prediction
+    parts) are keyed on."""
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def preprocess_of(ckpt: dict) -> Preprocess:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import augment, checkpoint, data, evaluate, models, targets, train, tree
+from . import augment, checkpoint, data, distributed, evaluate, models, survey, targets, train, tree
 
 
 INFERENCE = train.Setup.choose("cpu", "fp32")  # where evaluate, predict and ensemble run the model
@@ -132,13 +132,16 @@ def _run_training(args, cfg: train.TrainConfig):
                        f"val {info['val_rmse']:.4f}  best {info['best_val_rmse']:.4f}  "
                        f"{info['seconds']:6.0f}s", file=sys.stderr)
     result = train.fit(args.data, cfg, out=args.out, callback=callback, resume=args.resume)
+    if distributed.rank() != 0:  # rank 0 reports for all
+        return
     if "train" in bars:
         bars["train"].close()
     task = result["task"]
     predicts = ("the 37 answers of the tree" + (f", distilled from {cfg.teacher}" if cfg.teacher else "")
                 if task.kind == "tree" else
                 f"{', '.join(task.label_columns)} ({task.kind}{'' if cfg.init is None else ', fine-tuned'})")
-    rows = [("model", f"{result['model'].config['name']} ({_ran_on(result)})"), ("predicts", predicts),
+    ranks = f" x {result['ranks']} ranks" if result.get("ranks") else ""
+    rows = [("model", f"{result['model'].config['name']} ({_ran_on(result)}{ranks})"), ("predicts", predicts),
             ("train / val galaxies", f"{result['train_images']} / {result['val_images']}"),
             ("epochs", result["epochs"]), ("wall time", f"{result['seconds']:.0f} s"),
             ("val RMSE", result["val_rmse"])]
@@ -228,6 +231,12 @@ def cmd_evaluate(args):
 
 
 def cmd_predict(args):
+    if args.out.suffix == ".parquet" or not args.data.is_dir():
+        return _predict_survey(args)
+    if distributed.launched():
+        sys.exit("gz predict: error: under torchrun the ranks write Parquet parts: use --out NAME.parquet")
+    if args.embedding:
+        sys.exit("gz predict: error: --embedding needs a Parquet output (--out NAME.parquet)")
     model, ckpt, task, held = _load(args, labels=False)
     try:
         found = evaluate.predict(model, held.crops, ckpt["input_size"], tta=not args.no_tta,
@@ -243,6 +252,32 @@ def cmd_predict(args):
     if held.galaxies.skipped:
         print(f"skipped {len(held.galaxies.skipped)} bad input(s):", *held.galaxies.skipped[:10],
               sep="\n  ")
+
+
+def _predict_survey(args):
+    """`gz predict --out NAME.parquet` (or --data LIST.txt): streamed in shards, resumable, and split
+    across torchrun's ranks (`gzcore.survey`)."""
+    if args.out.suffix != ".parquet":
+        sys.exit(f"gz predict: error: {args.data} is a list of images: write Parquet (--out NAME.parquet)")
+    setup = train.Setup.choose(args.device, "fp32")
+    setup.device = distributed.device_for(setup.device)
+    started = distributed.start(setup.device)
+    model, ckpt = checkpoint.load(args.checkpoint)
+    path = args.checkpoint or checkpoint.default()
+    galaxies = survey.images_to_predict(args.data)
+    rank, world = distributed.rank(), distributed.world()
+    report = survey.predict(model.to(setup.device), ckpt, path, galaxies, args.out, tta=not args.no_tta,
+                            uncertainty=args.uncertainty, embedding=args.embedding, skip_bad=args.skip_bad,
+                            shard=args.shard,
+                            progress=_Bar(f"rank {rank}/{world}: parts", "part") if rank == 0 else None)
+    for bad in report["skipped"]:
+        print(f"skipped: {bad}", file=sys.stderr)
+    print(f"rank {rank}/{world}: {report['galaxies']} galaxies in {report['parts']} new part(s), "
+          f"{report['resumed']} part(s) already done ({_ran_on(setup.describe())})")
+    distributed.finish(started)
+    if rank == 0:
+        print(f"predictions: {args.out}/part-*.parquet ({len(galaxies)} images; read with pandas.read_parquet, "
+              f"DuckDB or Arrow)")
 
 
 def cmd_lr_find(args):
@@ -392,10 +427,16 @@ def parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="write a Kaggle submission CSV for a folder of images")
     add_data_options(pr, with_checkpoint=True)
-    pr.add_argument("--out", required=True, type=Path, help="CSV to write")
+    pr.add_argument("--out", required=True, type=Path, help="CSV to write, or NAME.parquet: a folder of "
+                    "Parquet parts, streamed in shards, resumable, split across torchrun's ranks")
     pr.add_argument("--uncertainty", action="store_true",
                     help="add a '<column> spread' column per output: the standard deviation of the "
                     "predictions averaged into it (an ensemble's members and the 8 TTA views)")
+    pr.add_argument("--embedding", action="store_true",
+                    help="add the model's unit feature vector of each galaxy (Parquet output only)")
+    pr.add_argument("--shard", type=int, default=survey.SHARD,
+                    help=f"images per Parquet part (default {survey.SHARD})")
+    pr.add_argument("--device", default="cpu", help="cpu (default), cuda or auto (Parquet output only)")
     pr.set_defaults(func=cmd_predict)
 
     d = sub.add_parser("distill", help="train one student on a teacher's answers (with TTA) over "

@@ -321,7 +321,9 @@ def fingerprint(galaxies: GalaxySet, pp: Preprocess) -> str:
     return h.hexdigest()[:16]
 
 
-def _decode_chunk(args):
+def decode_chunk(args) -> tuple[list, list[str]]:
+    """(crops, with None for images skipped; reasons) of (paths, Preprocess, skip_bad): one job of
+    a process pool."""
     paths, pp, skip_bad = args
     out, bad = [], []
     for p in paths:
@@ -362,7 +364,7 @@ def load_crops(galaxies: GalaxySet, pp: Preprocess = Preprocess(), cache_dir: Pa
     bad_all: list[str] = []
     try:
         with ProcessPoolExecutor(workers) as pool:
-            for j, (crops, bad) in enumerate(pool.map(_decode_chunk, jobs)):
+            for j, (crops, bad) in enumerate(pool.map(decode_chunk, jobs)):
                 for k, crop in enumerate(crops):
                     if crop is None:
                         keep[j * chunk + k] = False

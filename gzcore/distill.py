@@ -36,21 +36,13 @@ def open_every_image(folders, skip_bad: bool = False) -> data.GalaxySet:
     return data.GalaxySet.concat(sets)
 
 
-def _file_digest(path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def teacher_answers(teacher, crops, index, *, fingerprint: str, tta: bool = True,
                     cache_dir=None, progress=None) -> np.ndarray:
     """The teacher checkpoint's answers (len(index), 37) for the crops at `index`, with 8-view TTA
     unless `tta` is False; computed once per teacher file, data and index, and cached (written
     atomically) beside the crop cache."""
     index = np.asarray(index)
-    key = hashlib.sha1(f"{_file_digest(teacher)}|{fingerprint}|{tta}".encode() + index.tobytes())
+    key = hashlib.sha1(f"{checkpoint.digest(teacher)}|{fingerprint}|{tta}".encode() + index.tobytes())
     cache = Path(cache_dir or data.default_cache_dir()) / f"teacher-{key.hexdigest()[:16]}.npy"
     if cache.is_file():
         return np.load(cache)

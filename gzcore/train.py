@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import augment, checkpoint, data, distill, evaluate, models, targets
+from . import augment, checkpoint, data, distill, distributed, evaluate, models, targets
 
 
 @dataclass(frozen=True)
@@ -212,20 +212,24 @@ def channel_stats(crops, index, chunk: int = 256) -> tuple[list[float], list[flo
 
 class Batches:
     """Shuffled (uint8 images, labels) batches on the device. The crops stay memory-mapped on the
-    host unless the device is a GPU with room for all of them (then the whole set moves once)."""
+    host unless the device is a GPU with room for all of them (then the whole set moves once).
+    Of several ranks (`shard` = (rank, ranks)), each takes its share of every epoch's order; their
+    `generator`s must agree, so that the shares split one permutation."""
 
-    def __init__(self, crops, labels, index, batch_size, device, generator):
+    def __init__(self, crops, labels, index, batch_size, device, generator, shard=(0, 1)):
         self.index, self.batch_size, self.device, self.gen = index, batch_size, device, generator
+        self.rank, self.ranks = shard
         on_gpu = device.type == "cuda" and crops.nbytes < 0.5 * torch.cuda.mem_get_info(device)[0]
         self.crops = torch.from_numpy(np.array(crops[index])).to(device) if on_gpu else crops
         self.labels = torch.from_numpy(labels[index]).to(device)
         self.local = on_gpu
 
     def __len__(self):
-        return len(self.index) // self.batch_size  # drop the ragged last batch
+        return len(self.index) // self.ranks // self.batch_size  # drop the ragged last batch
 
     def __iter__(self):
         order = torch.randperm(len(self.index), generator=self.gen).numpy()
+        order = order[self.rank::self.ranks][:len(self.index) // self.ranks]  # equal shares
         for b in range(len(self)):
             pos = np.sort(order[b * self.batch_size:(b + 1) * self.batch_size])
             if self.local:
@@ -333,17 +337,24 @@ def with_init(cfg: TrainConfig) -> TrainConfig:
 
 class Schedule:
     """How far the run is, in [0, 1]: by the wall clock when it has a time budget, else by steps.
-    A resumed run starts from its checkpoint's progress (steps) or time spent (budget)."""
+    A resumed run starts from its checkpoint's progress (steps) or time spent (budget). Ranks
+    under torchrun act on `agreed` progress: the budget ends for all at once."""
 
-    def __init__(self, cfg: TrainConfig, steps_per_epoch: int, progress: float = 0.0, spent: float = 0.0):
+    def __init__(self, cfg: TrainConfig, steps_per_epoch: int, progress: float = 0.0, spent: float = 0.0,
+                 device: torch.device = torch.device("cpu")):
         self.budget = cfg.minutes * 60 if cfg.minutes else None
         self.total_steps = cfg.epochs * steps_per_epoch
         self.steps = 0 if self.budget else round(progress * self.total_steps)
         self.start = time.time() - spent
+        self.device = device
 
     @property
     def progress(self) -> float:
         return (self.elapsed() / self.budget) if self.budget else self.steps / self.total_steps
+
+    def agreed(self) -> float:
+        """`progress`, the furthest of the ranks' by the clock (the same on all ranks by steps)."""
+        return distributed.agreed_max(self.progress, self.device) if self.budget else self.progress
 
     def elapsed(self) -> float:
         return time.time() - self.start
@@ -386,7 +397,7 @@ def train_one_epoch(learner: Learner, batches: Batches, schedule: Schedule, epoc
     learner.model.train()
     seen, loss_sum = 0, 0.0
     for images, labels in batches:
-        progress = schedule.progress
+        progress = schedule.agreed()
         if progress >= 1.0 or _stopped(stop):
             break
         loss = learner.step(images, labels, one_cycle(progress, cfg.lr, cfg.warmup))
@@ -428,32 +439,49 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
     The best model (by validation RMSE) is written to `out` after every improving epoch, and
     the checkpoint records the device and precision the run resolved.
     `cfg.threads` applies for the duration of the run; torch's thread count is restored after.
+
+    Under torchrun (`gzcore.distributed`) every rank trains on its share of each epoch's batches
+    with DistributedDataParallel; rank 0 reports, and writes the (ordinary) checkpoint.
     """
-    callback = callback or (lambda event, info: None)
     cfg = with_teacher(with_init(cfg))
     with torch_threads(cfg.threads):
         started = time.time()
         setup = Setup.choose(cfg.device, cfg.precision)
+        setup.device = distributed.device_for(setup.device)
+        joined = distributed.start(setup.device)
+        rank, ranks = distributed.rank(), distributed.world()
+        callback = callback if callback and rank == 0 else (lambda event, info: None)
+        writes = out if rank == 0 else None
         init_seed = cfg.seed if cfg.init_seed is None else cfg.init_seed
         torch.manual_seed(init_seed)
         gen = torch.Generator().manual_seed(init_seed)
-        prep = prepared or prepare(data_dir, cfg, cache_dir,
-                                   progress=lambda d, n: callback("data", {"done": d, "total": n}),
-                                   teaching=lambda d, n: callback("teacher", {"done": d, "total": n}))
-        ran_on = setup.describe()
+        # one process draws batch order and augmentation from one generator; ranks share the
+        # order (each takes its share) and augment with generators of their own
+        order = gen if ranks == 1 else torch.Generator().manual_seed(init_seed)
+        if ranks > 1:
+            gen = torch.Generator().manual_seed(init_seed + 1 + rank)
+        with distributed.main_first():  # rank 0 builds the caches, the others read them
+            prep = prepared or prepare(data_dir, cfg, cache_dir,
+                                       progress=lambda d, n: callback("data", {"done": d, "total": n}),
+                                       teaching=lambda d, n: callback("teacher", {"done": d, "total": n}))
+        ran_on = {**setup.describe(), **({"ranks": ranks} if ranks > 1 else {})}
         earlier = Earlier.read(out, cfg) if resume and out and Path(out).is_file() else Earlier()
         history, best = earlier.history, earlier.best
         learner = Learner.create(cfg, setup, prep, gen, model=earlier.model)
         if earlier.optimizer:
             learner.opt.load_state_dict(earlier.optimizer)
         model, best_state, stale = learner.model, earlier.best_state(), 0
+        if ranks > 1:  # gradients averaged over the ranks at every step
+            learner.model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[setup.device] if setup.device.type == "cuda" else None)
         # the running mean of the weights (batch-norm statistics included) of the run's last epochs
         swa = torch.optim.swa_utils.AveragedModel(model, use_buffers=True) if cfg.swa else None
-        batches = Batches(prep.crops, prep.encoded, prep.train_idx, cfg.batch_size, setup.device, gen)
+        batches = Batches(prep.crops, prep.encoded, prep.train_idx, cfg.batch_size, setup.device, order,
+                          shard=(rank, ranks))
         if len(batches) == 0:
             raise data.DataError(f"{data_dir}: only {len(prep.train_idx)} training galaxies; need at "
-                                 f"least one batch of {cfg.batch_size}")
-        schedule = Schedule(cfg, len(batches), earlier.progress, earlier.seconds)
+                                 f"least one batch of {cfg.batch_size}" + (f" per rank ({ranks})" if ranks > 1 else ""))
+        schedule = Schedule(cfg, len(batches), earlier.progress, earlier.seconds, setup.device)
 
         def save(metrics):
             checkpoint.save(out, model, preprocess=cfg.preprocess, input_size=cfg.input_size,
@@ -461,7 +489,7 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
                             optimizer=learner.opt, progress=min(schedule.progress, 1.0),
                             data_fingerprint=prep.fingerprint)
 
-        while schedule.progress < 1.0 and not _stopped(stop):
+        while schedule.agreed() < 1.0 and not _stopped(stop):
             epoch = len(history)
             seen, loss_sum = train_one_epoch(learner, batches, schedule, epoch, callback, stop)
             if seen == 0:
@@ -469,11 +497,11 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
             val_rmse = validate(model, prep, cfg.input_size, setup.device)
             history.append({"epoch": epoch + 1, "train_rmse": math.sqrt(loss_sum / seen),
                             "val_rmse": val_rmse, "lr": learner.opt.param_groups[0]["lr"],
-                            "seconds": schedule.elapsed(), "images": seen})
+                            "seconds": schedule.elapsed(), "images": seen * ranks})
             if val_rmse < best or math.isnan(best):
                 best, stale = val_rmse, 0
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                if out:
+                if writes:
                     save({"val_rmse": val_rmse, "epoch": epoch + 1})
             else:
                 stale += 1
@@ -501,11 +529,12 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
                                     device=setup.device)
             result["val_accuracy"] = evaluate.accuracy(pred, prep.galaxies.labels[prep.val_idx, 0])
         result["seconds"] = time.time() - started
-        if out:
+        if writes:
             save({k: result[k] for k in ("val_rmse", "val_rmse_tta", "val_accuracy", "swa_epochs",
                                          "swa_val_rmse", "epochs", "seconds", "train_images", "val_images")
                   if k in result})
         callback("done", dict(result))
+        distributed.finish(joined)
         result["task"] = prep.task
         result["model"] = model
         return result
