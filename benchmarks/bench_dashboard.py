@@ -22,8 +22,9 @@ answers that obey the tree); median of repeated calls. `catalog.enrich` is the o
 derived columns when a catalogue is loaded. Pages: `streamlit run app.py` on the real sample, pages
 visited once (warm caches), then the time from navigation to the page's first content (its title)
 and to the end of its script run (Streamlit's status widget gone), in Debian's Chromium; median of
-repeats. First start: a fresh cache and no GZ_DATA, from `streamlit run` to Home's title (the
-synthetic universe is then rendered with a progress bar)."""
+repeats. First start: `streamlit run` on the real sample (GZ_DATA) with an empty cache folder (crops
+decoded, model loaded, as a new user's first start) until Home shows the model's figures.
+"""
 
 READY = {navigation.HOME: "Validation RMSE", navigation.BROWSE: "galaxies match",
          navigation.GALAXY: "Galaxies like this one", navigation.EXPLAIN: "Saliency (fast) · model",

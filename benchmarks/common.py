@@ -176,8 +176,9 @@ class Context:
     def model_note(self) -> str:
         if self.checkpoint.name != checkpoint.DEFAULT_NAME:
             return "untrained default model"
-        members = checkpoint.read(self.checkpoint)["model_config"].get("members")
-        return f"shipped ensemble of {len(members)}" if members else "shipped model"
+        config = checkpoint.read(self.checkpoint)["model_config"]
+        members = config.get("members")
+        return f"shipped ensemble of {len(members)}" if members else f"shipped {config['name']}"
 
     def replicated(self, n: int) -> tuple[Path, Path]:
         """(crops .npy, labels .npy) of `n` galaxies: the real crops repeated, as a memory-mapped

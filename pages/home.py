@@ -95,6 +95,8 @@ with loaded:
                    help=f"From the checkpoint: {task.unit_name} over its {len(task.columns)} outputs (in "
                         f"the labels' units) on its held-out galaxies{tta}{accuracy}")
     how = f"{len(members)} models averaged" if members else f"{metrics.get('epochs', '?')} epoch(s)"
+    teacher = (ctx.ckpt.get("train_config") or {}).get("teacher")
+    how += f", distilled from `{os.path.basename(teacher)}`" if teacher else ""
     st.caption(f"Data `{ctx.data_dir}` · model `{ctx.ckpt_path}` trained on "
                f"{metrics.get('train_images', '?')} galaxies, {how}")
     if partial:

@@ -34,8 +34,8 @@ with st.form("train_form", border=True):
     folder = cols[4].text_input("Data folder", str(state.data_dir()), key="train_data")
     teacher = state.checkpoint_path() if task.kind == "tree" else None
     distil = st.checkbox(f"Distil from the loaded model (`{teacher.name}`): learn its answers (8-view TTA) "
-                         "on every image of the folder, labelled or not, the crowd's mixed in where known; "
-                         "its crops and held-out galaxies", key="train_distil") if teacher else False
+                         "on every image of the folder, labelled or not, with the crowd's where known; the "
+                         "student keeps its crops and held-out galaxies", key="train_distil") if teacher else False
     started = st.form_submit_button("Start training", type="primary", disabled=busy,
                                     help="Another run is in progress on this server" if busy else None)
 if started:
