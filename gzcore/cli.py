@@ -353,7 +353,8 @@ def add_train_options(t: argparse.ArgumentParser) -> None:
                    help="auto (default): bf16 on a GPU or a CPU with bf16 instructions, else fp32 "
                    "(the run prints what it used; GZ_CPU_BF16=1|0 overrides the CPU detection)")
     t.add_argument("--threads", type=int, default=default.threads,
-                   help="torch CPU threads for the run (default: torch's)")
+                   help="torch CPU threads for the run (default: the cores other processes leave free, "
+                   "measured each epoch; a busy core costs two threads far more than one)")
     t.add_argument("--patience", type=int, help="stop after N epochs without improvement")
     t.add_argument("--swa", type=float, default=default.swa, metavar="FRACTION",
                    help="stochastic weight averaging: average the weights of the epochs in the run's last "

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import augment, checkpoint, data, distill, distributed, evaluate, models, targets
+from . import augment, checkpoint, data, distill, distributed, evaluate, models, targets, threads
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class TrainConfig:
     swa: float = 0.0              # stochastic weight averaging over the epochs of the run's last fraction (0: off)
     answer_weights: tuple[float, ...] | None = None  # per-answer MSE weights (37), None = plain MSE
     skip_bad: bool = False        # skip unreadable images / unlabelled rows instead of stopping
-    threads: int | None = None    # torch CPU threads (None = torch's default)
+    threads: int | None = None    # torch CPU threads (None: the cores other processes leave free, each epoch)
     labels: str | None = None     # a CSV of targets (first column: the image id); None = Kaggle answers
     targets: tuple[str, ...] = () # its columns to learn (numbers: regression; class names: a classifier)
     init: str | None = None       # fine-tune: start from this checkpoint's backbone (see with_init)
@@ -489,15 +489,18 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
                             optimizer=learner.opt, progress=min(schedule.progress, 1.0),
                             data_fingerprint=prep.fingerprint)
 
+        # unpinned on a CPU: each epoch computes with the cores other processes left free in the last
+        free = threads.FreeCores() if cfg.threads is None and setup.device.type == "cpu" else None
         while schedule.agreed() < 1.0 and not _stopped(stop):
             epoch = len(history)
+            used = free.update() if free else torch.get_num_threads()
             seen, loss_sum = train_one_epoch(learner, batches, schedule, epoch, callback, stop)
             if seen == 0:
                 break
             val_rmse = validate(model, prep, cfg.input_size, setup.device)
             history.append({"epoch": epoch + 1, "train_rmse": math.sqrt(loss_sum / seen),
                             "val_rmse": val_rmse, "lr": learner.opt.param_groups[0]["lr"],
-                            "seconds": schedule.elapsed(), "images": seen * ranks})
+                            "seconds": schedule.elapsed(), "images": seen * ranks, "threads": used})
             if val_rmse < best or math.isnan(best):
                 best, stale = val_rmse, 0
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

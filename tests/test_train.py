@@ -151,3 +151,19 @@ def test_the_checkpoint_records_what_ran_and_scores_in_fp32(synth_dir, tmp_path,
     # bf16 inference moves this score by ~3e-6
     assert ckpt["metrics"]["val_rmse"] == pytest.approx(
         evaluate.rmse(pred, held.galaxies.labels[held.val_idx]), abs=2e-7)
+
+
+def test_unpinned_threads_follow_the_cores_other_processes_leave_free(monkeypatch):
+    from gzcore import threads
+    clock = {"machine": (0.0, 0.0), "own": 0.0}
+    monkeypatch.setattr(threads, "_machine_busy", lambda: clock["machine"])
+    monkeypatch.setattr(threads, "_own_busy", lambda: clock["own"])
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    with train.torch_threads(2):
+        free = threads.FreeCores(cores=2)
+        assert free.update() == 2  # the first call only starts the clock
+        # 10 s: the machine busy 20 CPU-seconds of 20, this process 11: another process took a core
+        clock.update(machine=(20.0, 20.0), own=11.0)
+        assert free.update() == 1
+        clock.update(machine=(38.0, 40.0), own=28.0)  # then 18 of 20, 17 of them ours: the core is back
+        assert free.update() == 2
