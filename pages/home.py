@@ -97,8 +97,9 @@ with loaded:
     how = f"{len(members)} models averaged" if members else f"{metrics.get('epochs', '?')} epoch(s)"
     teacher = (ctx.ckpt.get("train_config") or {}).get("teacher")
     how += f", distilled from `{os.path.basename(teacher)}`" if teacher else ""
+    trained = metrics.get("train_images")
     st.caption(f"Data `{ctx.data_dir}` · model `{ctx.ckpt_path}` trained on "
-               f"{metrics.get('train_images', '?')} galaxies, {how}")
+               f"{f'{trained:,}' if isinstance(trained, int) else '?'} galaxies, {how}")
     if partial:
         st.caption("Crowd labels for " + ", ".join(f"Q{n} ({counts[n]:,} galaxies)" for n in known) +
                    f"; none for the other questions ({len(counts) - len(known)} of {len(counts)})")
