@@ -37,7 +37,10 @@ def start(device: torch.device) -> bool:
 
 
 def finish(started: bool) -> None:
+    """Leave the process group this process `start`ed, all ranks together (a rank that tears its
+    connections down while another still uses them can abort)."""
     if started and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

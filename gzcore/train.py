@@ -537,6 +537,7 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
                                          "swa_val_rmse", "epochs", "seconds", "train_images", "val_images")
                   if k in result})
         callback("done", dict(result))
+        learner.model = model  # the DDP wrapper goes before its process group
         distributed.finish(joined)
         result["task"] = prep.task
         result["model"] = model
