@@ -288,7 +288,9 @@ def cmd_lr_find(args):
 
 def add_data_options(sp: argparse.ArgumentParser, with_checkpoint: bool = False) -> None:
     """--data and --skip-bad; with a checkpoint, --checkpoint and --no-tta too."""
-    sp.add_argument("--data", required=True, type=Path, help="Kaggle-layout folder")
+    sp.add_argument("--data", required=True, type=Path,
+                    help="Kaggle-layout folder or folder of images (gz predict also: a text file listing "
+                    "image paths, one per line)")
     if with_checkpoint:
         sp.add_argument("--checkpoint", type=Path, default=None,
                         help=f"model file (default: the shipped {checkpoint.DEFAULT_NAME})")

@@ -170,10 +170,15 @@ def images_of(root) -> GalaxySet:
     """Every image of a folder (the Kaggle image folder, or the folder itself), without labels.
     The id is the file name's numeric stem (`<id>.jpg`, `.png`, `.fits`); others get their position."""
     root = Path(root)
-    files = sorted(p for p in find_images(root).iterdir() if image_stem(p) is not None)
-    stems = [image_stem(p) for p in files]
-    ids = np.array([int(s) if s.isdigit() else k for k, s in enumerate(stems)], dtype=np.int64)
-    return GalaxySet(root, ids, files, None, [])
+    return unlabelled(root, sorted(p for p in find_images(root).iterdir() if image_stem(p) is not None))
+
+
+def unlabelled(root, paths: list[Path]) -> GalaxySet:
+    """Image files as galaxies without labels: the id is the file name's numeric stem, else the
+    file's position."""
+    stems = [image_stem(p) for p in paths]
+    ids = np.array([int(s) if s and s.isdigit() else k for k, s in enumerate(stems)], dtype=np.int64)
+    return GalaxySet(Path(root), ids, list(paths), None, [])
 
 
 def with_labels(images: GalaxySet, ids: np.ndarray, labels: np.ndarray,

@@ -57,9 +57,7 @@ def images_to_predict(source) -> data.GalaxySet:
             paths.append(path)
     if not paths:
         raise data.DataError(f"{source}: lists no images")
-    stems = [data.image_stem(p) for p in paths]
-    ids = np.array([int(s) if s.isdigit() else k for k, s in enumerate(stems)], dtype=np.int64)
-    return data.GalaxySet(source.parent, ids, paths, None, [])
+    return data.unlabelled(source.parent, paths)
 
 
 def part_path(out: Path, shard: int) -> Path:
@@ -119,8 +117,9 @@ def predict(model, ckpt: dict, ckpt_path, galaxies: data.GalaxySet, out, *, tta:
             shard: int = SHARD, workers: int | None = None, progress=None) -> dict:
     """Predict every galaxy into Parquet parts under `out` (see the module's docstring) with `model`
     on its device: this rank's shards only, skipping parts already written; each shard's images
-    decode in `workers` processes while the shard before is predicted. Returns {'rank', 'ranks', 'galaxies' (predicted
-    here), 'parts' (written here), 'resumed' (parts found done), 'skipped' (bad images)}."""
+    decode in `workers` processes while the shard before is predicted. Returns {'rank', 'ranks',
+    'galaxies' (predicted here), 'parts' (written here), 'resumed' (parts found done), 'skipped'
+    (bad images)}."""
     out = Path(out)
     rank, world = distributed.rank(), distributed.world()
     start(out, Job(checkpoint.digest(ckpt_path), len(galaxies), shard, tta, uncertainty, embedding))  # every rank: same job

@@ -5,7 +5,7 @@ Torch's thread pool assumes every core is free. When another process keeps one c
 two threads wait on each other at every operation (one of them is always descheduled), and a
 training run went 3.2x slower instead of the 1.5x a fair share costs (`docs/BENCHMARKS.md`,
 section 9; one thread: 1.4x). `FreeCores` reads the machine's and this process's CPU time
-(`/proc/stat`, `/proc/self/stat`) between two calls and sets torch's thread count to the cores
+(`/proc/stat`, `os.times`) between two calls and sets torch's thread count to the cores
 the others did not use. Pinned thread counts (`--threads`) are left alone; on systems without
 `/proc` it does nothing.
 """
