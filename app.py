@@ -8,5 +8,6 @@ st.set_page_config(page_title="Galaxy Zoo 2 morphology", page_icon=":material/cy
 choices.sync_url()
 page = navigation.menu()
 with st.sidebar:
-    st.caption(f"Data: `{choices.data_dir().name}`  \nModel: `{choices.checkpoint_path().name}`")
+    st.caption(f"Data: `{choices.data_dir().name}`  \nModel: `{choices.checkpoint_path().name}`" +
+               (f"  \nBrowsing: `{choices.predictions_path().name}`" if choices.predictions_path() else ""))
 page.run()

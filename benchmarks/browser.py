@@ -25,9 +25,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class URL(str):
+    """A server's base URL, with the server's process id (`pid`)."""
+    pid: int
+
+
 @contextlib.contextmanager
 def server(env: dict, timeout: float = 60):
-    """`streamlit run app.py` with `env` added; yields its base URL once its health check answers."""
+    """`streamlit run app.py` with `env` added; yields its base URL (a `URL`) once its health check
+    answers."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
                              "--server.headless", "true", "--server.port", str(port),
@@ -44,7 +50,9 @@ def server(env: dict, timeout: float = 60):
                 if time.time() > deadline or proc.poll() is not None:
                     raise RuntimeError(f"streamlit did not start: {proc.stdout.read1().decode()[-2000:]}")
                 time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
+        url = URL(f"http://127.0.0.1:{port}")
+        url.pid = proc.pid
+        yield url
     finally:
         proc.terminate()
         proc.wait(timeout=20)

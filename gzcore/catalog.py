@@ -350,7 +350,12 @@ def column_labels(table: pd.DataFrame, task: targets.Task = targets.TREE) -> dic
         if source != "spread":
             for q in tree.QUESTIONS:
                 out[qcol("reach", q.number, source)] = f"{source} reach · Q{q.number} {q.short}"
-    return {k: v for k, v in out.items() if k in table and table[k].notna().any()}
+    return {k: v for k, v in out.items() if _has_values(table, k)}
+
+
+def _has_values(table, column: str) -> bool:
+    """Whether `column` holds a value (a large_catalog.Catalogue has left out its empty columns)."""
+    return column in table and (not isinstance(table, pd.DataFrame) or table[column].notna().any())
 
 
 def _target_labels(table: pd.DataFrame, task: targets.Task) -> dict[str, str]:
@@ -387,18 +392,53 @@ def bounds(values: np.ndarray) -> tuple[float, float, float]:
     return round(lo, 12), round(hi, 12), step
 
 
-def select(table: pd.DataFrame, ranges=(), sort_by: str | None = None,
-           descending: bool = True) -> np.ndarray:
-    """Row positions passing every Range, ordered by `sort_by` (NaN last)."""
+def _matching(table, ranges) -> np.ndarray:
     keep = np.ones(len(table), dtype=bool)
     for r in ranges:
         v = table[r.column].to_numpy()
         keep &= (v >= r.lo) & (v <= r.hi)
-    rows = np.flatnonzero(keep)
-    if sort_by:
-        v = table[sort_by].to_numpy(np.float64)[rows]
-        rows = rows[np.argsort(-v if descending else v, kind="stable")]
-    return rows
+    return np.flatnonzero(keep)
+
+
+def _sort_keys(values: np.ndarray, rows: np.ndarray, descending: bool) -> np.ndarray | None:
+    """Unique uint64 keys whose ascending order is the sort of `values` (float32 or narrower) with
+    NaN last and ties in row order: the value's bits, made monotonic, above the row number. None for
+    wider values (ids), which are sorted as they are."""
+    if values.dtype.itemsize > 4 or len(rows) >= 2 ** 32:
+        return None
+    v = values.astype(np.float32) + np.float32(0)  # -0.0 -> 0.0
+    bits = (-v if descending else v).view(np.uint32)
+    ordered = np.where(bits >> 31, ~bits, bits | np.uint32(1 << 31))
+    ordered[np.isnan(v)] = np.uint32(0xFFFFFFFF)
+    return (ordered.astype(np.uint64) << np.uint64(32)) | rows.astype(np.uint64)
+
+
+def select(table: pd.DataFrame, ranges=(), sort_by: str | None = None,
+           descending: bool = True) -> np.ndarray:
+    """Row positions passing every Range, ordered by `sort_by` (NaN last, ties in row order)."""
+    return page(table, ranges, sort_by, descending)[1]
+
+
+def page(table, ranges=(), sort_by: str | None = None, descending: bool = True, start: int = 0,
+         count: int | None = None) -> tuple[int, np.ndarray]:
+    """(rows matching, their positions start … start + count in `select`'s order): one page of a
+    filtered, sorted catalogue without sorting all of it (a partial sort: a page of a million rows
+    takes milliseconds)."""
+    rows = _matching(table, ranges)
+    total = len(rows)
+    end = total if count is None else min(total, start + count)
+    if start >= end:
+        return total, rows[:0]
+    if not sort_by:
+        return total, rows[start:end]
+    values = table[sort_by].to_numpy()[rows]
+    keys = _sort_keys(values, rows, descending)
+    if keys is None:
+        order = np.argsort(-values if descending else values, kind="stable")
+        return total, rows[order[start:end]]
+    if end - start < total:
+        keys = np.partition(keys, [start, end - 1])[start:end]
+    return total, (np.sort(keys)[-(end - start):] & np.uint64(0xFFFFFFFF)).astype(np.int64)
 
 
 def confusion(table: pd.DataFrame, number: int, rows=None, confident: bool = False,

@@ -73,6 +73,27 @@ with right:
     st.text_input("…or another checkpoint file", key="home_model_path", on_change=_set_model,
                   args=("home_model_path",), placeholder="/path/to/model.pt")
 
+def _set_predictions(key):
+    state.choose(key, st.session_state[f"home_{key}"].strip())
+    st.session_state.browse_ranges = []  # filters of another table do not apply
+
+
+with st.expander("Browse a predictions table of any size (`gz predict --out X.parquet`)",
+                 expanded=bool(state.predictions_path())):
+    st.caption("Browse then shows this table instead of the data folder's catalogue, read a column at a "
+               "time (a million galaxies stay fluid); thumbnails come from the images folder, found by "
+               "GalaxyID. Leave it empty to browse the data folder. Also `?predictions=…&images=…` or "
+               "GZ_PREDICTIONS / GZ_IMAGES.")
+    left, right = st.columns(2)
+    st.session_state.setdefault("home_predictions", str(state.predictions_path() or ""))
+    st.session_state.setdefault("home_images", str(state.images_dir() or ""))
+    left.text_input("Predictions (a .parquet folder or file, or a .csv)", key="home_predictions",
+                    on_change=_set_predictions, args=("predictions",), placeholder="/path/to/predictions.parquet")
+    right.text_input("Their images (optional: a folder of <GalaxyID>.jpg)", key="home_images",
+                     on_change=_set_predictions, args=("images",), placeholder="/path/to/images")
+    if state.predictions_path():
+        st.page_link(navigation.BROWSE.script, label="Browse the predictions", icon=navigation.BROWSE.icon)
+
 with loaded:
     ctx = state.context()
     metrics, task = ctx.ckpt.get("metrics") or {}, ctx.task

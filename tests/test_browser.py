@@ -154,3 +154,22 @@ def test_partial_labels(page, url, partial_dir):  # noqa: F811
         (navigation.HOME, "none for the other questions", 0, "partial-home.png"),
         (navigation.EVALUATE, "Partial labels: 5 of 11 questions", 6, "partial-evaluate.png"),
         (navigation.GALAXY, "Galaxies like this one", 12, "partial-galaxy.png")])
+
+
+def test_a_predictions_table_deep_link_browses_it_and_opens_a_galaxy(page, url, dashboard_env, tmp_path):
+    from test_large_catalog import predictions
+    ids = pd.read_csv(f"{dashboard_env['GZ_DATA']}/{data.LABELS_FILE}").GalaxyID.to_numpy()
+    table = predictions(len(ids))
+    table["GalaxyID"] = ids
+    table.to_parquet(tmp_path / "p.parquet", index=False)
+    query = urlencode({"predictions": str(tmp_path / "p.parquet"), "images": dashboard_env["GZ_DATA"]})
+    goto(page, f"{url}/{navigation.BROWSE.url_path}?{query}", f"{len(ids)} of {len(ids)} galaxies match")
+    page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 24")
+    assert page.get_by_text("Browsing: p.parquet").count() == 1  # the sidebar says what is browsed
+    snap(page, SHOTS / "predictions-browse.png")
+    page.get_by_role("button", name=re.compile("^Open ")).first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("Model's path:").wait_for()
+    page.wait_for_function("document.querySelectorAll('[role=dialog] [data-testid=stPlotlyChart]').length >= 11")
+    page.wait_for_timeout(800)
+    page.screenshot(path=SHOTS / "predictions-galaxy.png")

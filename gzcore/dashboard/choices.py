@@ -1,5 +1,5 @@
 """What the user chose: data folder, model, labels CSV and open galaxy, kept in session state and in
-the URL (?data=…&model=…&labels=…&galaxy=…). Light on purpose (no torch): app.py imports it, so that
+the URL (?data=…&model=…&labels=…&galaxy=…&predictions=…&images=…). Light on purpose (no torch): app.py imports it, so that
 a cold start paints Home before the heavy modules load."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import streamlit as st
 from gzcore import data, shipped
 
 UNIVERSE_N, UNIVERSE_SEED = 300, 0   # the default synthetic universe (~10 s to render once)
-URL_KEYS = ("data", "model", "labels", "galaxy")
+URL_KEYS = ("data", "model", "labels", "galaxy", "predictions", "images")
 
 
 def universe_dir() -> Path:
@@ -53,6 +53,19 @@ def labels_path() -> Path | None:
     return Path(chosen).expanduser() if chosen else None
 
 
+def predictions_path() -> Path | None:
+    """A predictions table Browse shows instead of the data folder's catalogue (`gz predict --out
+    X.parquet`, any size), or None."""
+    chosen = st.session_state.get("predictions") or os.environ.get("GZ_PREDICTIONS")
+    return Path(chosen).expanduser() if chosen else None
+
+
+def images_dir() -> Path | None:
+    """The folder of the predictions table's images (thumbnails found by id), or None: no images."""
+    chosen = st.session_state.get("images") or os.environ.get("GZ_IMAGES")
+    return Path(chosen).expanduser() if chosen else None
+
+
 def choose(key: str, value) -> None:
-    """Set a choice (data, model, labels, galaxy); None or '' returns to the default."""
+    """Set a choice (one of URL_KEYS); None or '' returns to the default."""
     st.session_state[key] = str(value) if value not in (None, "") else None

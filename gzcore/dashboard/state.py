@@ -20,9 +20,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from gzcore import catalog, checkpoint, data, evaluate, explain, runs, shipped, synthetic, targets, tree
+from gzcore import (catalog, checkpoint, data, evaluate, explain, large_catalog, runs, shipped, synthetic, targets,
+                    tree)
 from gzcore.dashboard import choices, navigation
-from gzcore.dashboard.choices import checkpoint_path, choose, data_dir, labels_path, runs_dir, universe_dir
+from gzcore.dashboard.choices import (checkpoint_path, choose, data_dir, images_dir, labels_path, predictions_path,
+                                     runs_dir, universe_dir)
 
 ERRORS = (data.DataError, checkpoint.CheckpointError)
 
@@ -201,6 +203,49 @@ def context() -> Context:
     if galaxies.skipped:
         st.warning(f"Skipped {len(galaxies.skipped)} unreadable input(s), e.g. {galaxies.skipped[0]}")
     return Context(folder, path, model, ckpt, crops, galaxies, labels)
+
+
+@st.cache_resource(max_entries=2)
+def _large_catalogue(path: str) -> large_catalog.Catalogue:
+    return large_catalog.Catalogue(path)
+
+
+def predictions_catalogue() -> large_catalog.Catalogue:
+    """The chosen predictions table (`predictions_path`) as a catalogue read a column at a time,
+    indexed once (large_catalog.build); on bad input shows the error with a way out and stops."""
+    source = predictions_path()
+    try:
+        key = ("predictions", str(source), large_catalog.key(source))
+        path = memo(key, lambda progress: large_catalog.build(source, data.default_cache_dir(), progress),
+                    "Indexing the predictions (once; cached on disk)", max_entries=4)
+    except data.DataError as e:
+        st.error(str(e))
+        st.page_link(navigation.HOME.script, label="Choose another predictions table on Home",
+                     icon=navigation.HOME.icon)
+        st.stop()
+    return _large_catalogue(str(path))
+
+
+def predictions_labels(table: large_catalog.Catalogue) -> dict[str, str]:
+    """catalog.column_labels of a predictions catalogue, once (it would read every column)."""
+    return memo(("predictions labels", str(table.path)), lambda progress: catalog.column_labels(table))
+
+
+def predictions_image(galaxy_id: int, size: int | None = None) -> np.ndarray | None:
+    """A predictions table's galaxy image from `images_dir` (thumbnail if `size`), or None with a
+    caption: no folder chosen, no file for the id, or one that cannot be decoded."""
+    folder = images_dir()
+    if folder is None:
+        return None
+    try:
+        path = large_catalog.image_of(folder, galaxy_id)
+        if path is None:
+            st.caption(f"no image {galaxy_id}.* in the images folder")
+            return None
+        return _image(str(path), catalog.file_key(path), size)
+    except data.DataError as e:
+        st.caption(f":red[{e}]")
+        return None
 
 
 def labelled(ctx: Context) -> None:
