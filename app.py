@@ -2,9 +2,12 @@
 gzcore.dashboard.navigation), their helpers in gzcore.dashboard, the science in gzcore."""
 import streamlit as st
 
-from gzcore.dashboard import choices, navigation
+from gzcore.dashboard import access, choices, navigation
 
 st.set_page_config(page_title="Galaxy Zoo 2 morphology", page_icon=":material/cyclone:", layout="wide")
+if access.public():
+    st.set_option("client.showErrorDetails", "none")  # no traceback reaches a visitor (the log has it)
+    st.set_option("client.toolbarMode", "viewer")      # no developer menu
 choices.sync_url()
 page = navigation.menu()
 with st.sidebar:

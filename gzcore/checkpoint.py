@@ -101,11 +101,13 @@ def read(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle/zip errors, or objects outside the safe set
-        raise CheckpointError(f"{path}: not a readable gzcore checkpoint ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:200]})") from e
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise CheckpointError(f"{path}: not a readable gzcore checkpoint ({type(e).__name__}: {first})") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a gzcore checkpoint (no '{FORMAT}' marker; a bare "
                               f"state_dict or another program's file?)")

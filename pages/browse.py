@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from gzcore import catalog, targets, tree
-from gzcore.dashboard import charts, navigation, state
+from gzcore.dashboard import access, charts, navigation, state
 
 navigation.through_app()  # app.py's set-up first, even when a fresh server's first request is this page
 
@@ -19,8 +19,8 @@ if predictions:
     table, task = state.predictions_catalogue(), targets.TREE
     labels = state.predictions_labels(table)
     folder = state.images_dir()
-    st.caption(f"Predictions `{predictions}` · " + (f"images from `{folder}`" if folder else
-               "no images folder (choose one on Home for thumbnails)"))
+    st.caption(access.shown(f"Predictions `{predictions}` · " + (f"images from `{folder}`" if folder else
+               "no images folder (choose one on Home for thumbnails)")))
 else:
     ctx = state.context()
     table, task = ctx.table, ctx.task

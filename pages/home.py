@@ -4,7 +4,7 @@ import os
 
 import streamlit as st
 
-from gzcore.dashboard import navigation
+from gzcore.dashboard import access, navigation
 
 navigation.through_app()  # app.py's set-up first, even when a fresh server's first request is this page
 
@@ -99,17 +99,17 @@ with loaded:
     metrics, task = ctx.ckpt.get("metrics") or {}, ctx.task
     st.markdown(f"**The model predicts** {state.describe_task(task)}.")
     cols = st.columns(4)
-    cols[0].metric("Galaxies", f"{len(ctx.galaxies):,}", help=str(ctx.data_dir))
+    cols[0].metric("Galaxies", f"{len(ctx.galaxies):,}", help=access.shown(str(ctx.data_dir)))
     labels = ctx.galaxies.labels
     counts = tree.answered(labels) if task.kind == "tree" and labels is not None else {}
     known = [n for n, c in counts.items() if c]
     partial = " (partial)" if labels is not None and len(known) < len(counts) else ""
     cols[1].metric("Crowd labels" if task.kind == "tree" else "Labels",
                    ("yes" + partial) if labels is not None else "no",
-                   help=str(ctx.labels_path or ctx.data_dir))
+                   help=access.shown(str(ctx.labels_path or ctx.data_dir)))
     members = ctx.ckpt["model_config"].get("members")  # an ensemble (gz ensemble)
     cols[2].metric("Model", f"ensemble of {len(members)}" if members else ctx.ckpt["model_config"]["name"],
-                   help=str(ctx.ckpt_path))
+                   help=access.shown(str(ctx.ckpt_path)))
     tta = f"; {metrics['val_rmse_tta']:.4f} with 8-view TTA" if "val_rmse_tta" in metrics else ""
     accuracy = f"; accuracy {metrics['val_accuracy']:.1%}" if "val_accuracy" in metrics else ""
     cols[3].metric("Validation RMSE", f"{metrics.get('val_rmse', math.nan):.4f}",
@@ -119,8 +119,8 @@ with loaded:
     teacher = (ctx.ckpt.get("train_config") or {}).get("teacher")
     how += f", distilled from `{os.path.basename(teacher)}`" if teacher else ""
     trained = metrics.get("train_images")
-    st.caption(f"Data `{ctx.data_dir}` · model `{ctx.ckpt_path}` trained on "
-               f"{f'{trained:,}' if isinstance(trained, int) else '?'} galaxies, {how}")
+    st.caption(access.shown(f"Data `{ctx.data_dir}` · model `{ctx.ckpt_path}` trained on "
+                            f"{f'{trained:,}' if isinstance(trained, int) else '?'} galaxies, {how}"))
     if partial:
         st.caption("Crowd labels for " + ", ".join(f"Q{n} ({counts[n]:,} galaxies)" for n in known) +
                    f"; none for the other questions ({len(counts) - len(known)} of {len(counts)})")

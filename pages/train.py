@@ -1,12 +1,13 @@
 """Train: a short training run from the browser, in a background thread, with live curves and a
-before/after comparison. One run at a time per server."""
+before/after comparison. One run at a time per server; in public mode capped (access.TRAINING), on
+the data folder in use, and stopped only by the visitor who started it."""
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from gzcore import catalog, models, runs, targets, train
-from gzcore.dashboard import charts, navigation, state
+from gzcore.dashboard import access, charts, navigation, state
 
 navigation.through_app()  # app.py's set-up first, even when a fresh server's first request is this page
 
@@ -25,13 +26,19 @@ else:
         f" (the loaded model predicts {predicts}: choose its labels CSV on Home to train one like it)"
         if task.kind != "tree" else ""))
 
+public = access.public()
+if public:
+    st.caption(f"A public demo: runs last at most {access.TRAINING['minutes']:g} minute, "
+               f"{access.TRAINING['epochs']} epochs and {access.TRAINING['subset']} galaxies, one at a time")
 with st.form("train_form", border=True):
     cols = st.columns(5)
     name = cols[0].selectbox("Model", list(models.BACKBONES), key="train_model")
-    epochs = cols[1].number_input("Epochs", 1, 100, 3, key="train_epochs")
-    subset = cols[2].number_input("Training galaxies (0 = all)", 0, None, 256, step=64, key="train_subset")
+    epochs = cols[1].number_input("Epochs", 1, access.TRAINING["epochs"] if public else 100, 3, key="train_epochs")
+    subset = cols[2].number_input("Training galaxies (0 = all)", 1 if public else 0,
+                                  access.TRAINING["subset"] if public else None, 256, step=64, key="train_subset")
     lr = cols[3].number_input("Peak learning rate", 1e-5, 1.0, 2e-3, step=5e-4, format="%.4f", key="train_lr")
-    folder = cols[4].text_input("Data folder", str(state.data_dir()), key="train_data")
+    folder = cols[4].text_input("Data folder", str(state.data_dir()), key="train_data", disabled=public,
+                                help="The data folder in use (choose another on Home)" if public else None)
     teacher = state.checkpoint_path() if task.kind == "tree" else None
     distil = st.checkbox(f"Distil from the loaded model (`{teacher.name}`): learn its answers (8-view TTA) "
                          "on every image of the folder, labelled or not, with the crowd's where known; the "
@@ -43,20 +50,22 @@ if started:
                             threads=1, tta=False,  # one thread: the dashboard stays responsive
                             labels=str(labels) if follows else None,
                             targets=task.label_columns if follows else (),
-                            teacher=str(teacher) if distil else None)
-    run = runs.Run(Path(folder), cfg, runs.run_path(state.runs_dir(), cfg)).start()
-    slot.update(run=run, baseline=state.checkpoint_path())
+                            teacher=str(teacher) if distil else None,
+                            minutes=access.TRAINING["minutes"] if public else None)
+    run = runs.Run(state.data_dir() if public else Path(folder), cfg, runs.run_path(state.runs_dir(), cfg))
+    state.start_run(slot, run, state.checkpoint_path())
     busy = True
 if run is None:
     st.info("No run yet. Runs write their checkpoints under "
-            f"`{state.runs_dir()}`; they then appear in every model picker.")
+            f"`{access.shown(str(state.runs_dir()))}`; they then appear in "
+            f"{'your' if public else 'every'} model picker.")
     st.stop()
 
 
 @st.fragment(run_every=1.0 if busy else None)
 def live():
     st.progress(run.progress, run.status())
-    if run.running and st.button("Stop", icon=":material/stop:", key="train_stop"):
+    if run.running and state.may_stop(slot) and st.button("Stop", icon=":material/stop:", key="train_stop"):
         run.stop.set()
     st.plotly_chart(charts.curves(run.steps(), run.epochs()), key="train_curves")
     if busy and not run.running:
@@ -65,7 +74,7 @@ def live():
 
 live()
 if run.error:
-    st.error(run.error)
+    state.error(run.error)
 if run.running or not run.out.is_file():
     st.stop()
 
@@ -78,7 +87,7 @@ try:
     scores = {label: catalog.scores(state.table_for(path, run.data_dir, run_labels), held, new_task.columns)
               for label, path in (("before", baseline), ("after", run.out)) if same or label == "after"}
 except state.ERRORS as e:
-    st.error(str(e))
+    state.error(str(e))
     st.stop()
 if not same:
     st.caption(f"`{baseline.name}` predicts other outputs than the new model: no before to compare with")
@@ -94,7 +103,7 @@ for col, (label, s) in zip(st.columns(2), scores.items()):
 if st.button("Use the new model everywhere", type="primary"):
     state.choose("model", run.out)
     st.rerun()
-st.caption(f"Before: `{baseline}` · after: `{run.out}` (validation RMSE in the checkpoint: "
-           f"{state.checkpoint_info(run.out)['val_rmse']:.4f})")
+st.caption(access.shown(f"Before: `{baseline}` · after: `{run.out}` (validation RMSE in the checkpoint: "
+                       f"{state.checkpoint_info(run.out)['val_rmse']:.4f})"))
 st.plotly_chart(charts.scores(per_q, "question", "RMSE", color="model", colors=("#AAAAAA", charts.MODEL)),
                 key="train_compare")

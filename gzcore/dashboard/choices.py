@@ -1,6 +1,8 @@
-"""What the user chose: data folder, model, labels CSV and open galaxy, kept in session state and in
-the URL (?data=…&model=…&labels=…&galaxy=…&predictions=…&images=…). Light on purpose (no torch): app.py imports it, so that
-a cold start paints Home before the heavy modules load."""
+"""What the user chose: data folder, model, labels CSV, open galaxy, and a predictions table with its
+images, kept in session state and in the URL (?data=…&model=…&labels=…&galaxy=…&predictions=…&images=…).
+Every choice from the URL or a widget passes `access.admit` (public mode: allowed roots only); a
+galaxy is a number. Light on purpose (no torch): app.py imports it, so that a cold start paints Home
+before the heavy modules load."""
 from __future__ import annotations
 
 import os
@@ -9,9 +11,11 @@ from pathlib import Path
 import streamlit as st
 
 from gzcore import data, shipped
+from gzcore.dashboard import access
 
 UNIVERSE_N, UNIVERSE_SEED = 300, 0   # the default synthetic universe (~10 s to render once)
 URL_KEYS = ("data", "model", "labels", "galaxy", "predictions", "images")
+REFUSED = "_refused"  # session state: refusals to show on this run's page
 
 
 def universe_dir() -> Path:
@@ -22,11 +26,27 @@ def runs_dir() -> Path:
     return data.default_cache_dir() / "runs"
 
 
+def _admitted(key: str, value: str) -> str | None:
+    """`value` if the choice `key` may take it, else None with the refusal kept for `refusals`."""
+    if key == "galaxy":
+        return value if value.strip().isdigit() and len(value.strip()) <= 25 else None
+    try:
+        return access.admit(key, value)
+    except access.Refused as e:
+        st.session_state.setdefault(REFUSED, []).append(str(e))
+        return None
+
+
+def refusals() -> list[str]:
+    """The choices refused since the last call (each shown once)."""
+    return st.session_state.pop(REFUSED, [])
+
+
 def sync_url() -> None:
     """Session state <-> query parameters; the URL wins when a session starts."""
     for key in URL_KEYS:
         if key not in st.session_state and key in st.query_params:
-            st.session_state[key] = st.query_params[key]
+            st.session_state[key] = _admitted(key, st.query_params[key])
     for key in URL_KEYS:
         value = st.session_state.get(key)
         if value:
@@ -67,5 +87,9 @@ def images_dir() -> Path | None:
 
 
 def choose(key: str, value) -> None:
-    """Set a choice (one of URL_KEYS); None or '' returns to the default."""
-    st.session_state[key] = str(value) if value not in (None, "") else None
+    """Set a choice (one of URL_KEYS); None or '' returns to the default; a refused one (see
+    `_admitted`) leaves it as it was."""
+    if value in (None, ""):
+        st.session_state[key] = None
+    elif (admitted := _admitted(key, str(value))) is not None:
+        st.session_state[key] = admitted

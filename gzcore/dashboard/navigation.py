@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import streamlit as st
 from streamlit.navigation.page import StreamlitPage
 
+from gzcore.dashboard import choices
+
 FRAMED = "_app_framed"  # session state: app.py has run in this session (see through_app)
 
 
@@ -57,8 +59,8 @@ def menu() -> StreamlitPage:
 
 
 def through_app() -> None:
-    """Make sure app.py's set-up (page config, URL sync, sidebar) ran before this page: every page
-    calls this first.
+    """Make sure app.py's set-up (page config, URL sync, sidebar) ran before this page, and show the
+    choices refused since the last run (choices.refusals): every page calls this first.
 
     While no session has called st.navigation, Streamlit treats a pages/ folder beside app.py as
     its old multipage mode: a fresh server's first request to /browse?galaxy=… runs pages/browse.py
@@ -67,3 +69,5 @@ def through_app() -> None:
     if not st.session_state.get(FRAMED):
         _navigation("hidden")
         st.rerun()
+    for refusal in choices.refusals():  # a choice from the URL or a widget this server does not open
+        st.error(refusal, icon=":material/block:")

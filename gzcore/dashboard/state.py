@@ -9,9 +9,11 @@ page, and Streamlit cannot replay elements a cached function drew into a bar cre
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import threading
+import uuid
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +24,19 @@ import streamlit as st
 
 from gzcore import (catalog, checkpoint, data, evaluate, explain, large_catalog, runs, shipped, synthetic, targets,
                     tree)
-from gzcore.dashboard import choices, navigation
+from gzcore.dashboard import access, choices, navigation
 from gzcore.dashboard.choices import (checkpoint_path, choose, data_dir, images_dir, labels_path, predictions_path,
                                      runs_dir, universe_dir)
 
 ERRORS = (data.DataError, checkpoint.CheckpointError)
+log = logging.getLogger("gzcore.dashboard")
+
+
+def error(message: str) -> None:
+    """Show an error as a visitor may see it (access.shown: no server paths in public mode); the
+    server's log keeps it whole."""
+    log.warning("shown to a visitor: %s", message)
+    st.error(access.shown(message))
 
 
 # ------------------------------------------------------------------ memo with progress bars
@@ -196,12 +206,12 @@ def context() -> Context:
             raise data.DataError(f"{folder}: none of its images has a label in {labels}" if labels else
                                  f"{folder}: no galaxies to show")
     except ERRORS as e:
-        st.error(str(e))
+        error(str(e))
         st.page_link(navigation.HOME.script, label="Choose another data folder, labels or model on Home",
                      icon=navigation.HOME.icon)
         st.stop()
     if galaxies.skipped:
-        st.warning(f"Skipped {len(galaxies.skipped)} unreadable input(s), e.g. {galaxies.skipped[0]}")
+        st.warning(access.shown(f"Skipped {len(galaxies.skipped)} unreadable input(s), e.g. {galaxies.skipped[0]}"))
     return Context(folder, path, model, ckpt, crops, galaxies, labels)
 
 
@@ -219,7 +229,7 @@ def predictions_catalogue() -> large_catalog.Catalogue:
         path = memo(key, lambda progress: large_catalog.build(source, data.default_cache_dir(), progress),
                     "Indexing the predictions (once; cached on disk)", max_entries=4)
     except data.DataError as e:
-        st.error(str(e))
+        error(str(e))
         st.page_link(navigation.HOME.script, label="Choose another predictions table on Home",
                      icon=navigation.HOME.icon)
         st.stop()
@@ -244,7 +254,7 @@ def predictions_image(galaxy_id: int, size: int | None = None) -> np.ndarray | N
             return None
         return _image(str(path), catalog.file_key(path), size)
     except data.DataError as e:
-        st.caption(f":red[{e}]")
+        st.caption(f":red[{access.shown(str(e))}]")
         return None
 
 
@@ -294,8 +304,12 @@ def describe_task(task: targets.Task) -> str:
 
 
 def known_checkpoints() -> list[Path]:
-    """Shipped checkpoints, this server's training runs and GZ_CHECKPOINT, newest first."""
+    """Shipped checkpoints, this server's training runs (in public mode this visitor's only) and
+    GZ_CHECKPOINT, newest first."""
     found = runs.checkpoints(runs_dir(), shipped.folder())
+    if access.public():
+        mine = set(st.session_state.get(MY_RUNS, []))
+        found = [p for p in found if p.parent != runs_dir() or str(p) in mine]
     extra = [Path(p) for p in (os.environ.get("GZ_CHECKPOINT"), st.session_state.get("model")) if p]
     return list(dict.fromkeys(found + [p for p in extra if p.is_file()]))
 
@@ -378,8 +392,28 @@ def attribution(ctx: Context, row: int, question: int | None, answer: str, metho
 
 @st.cache_resource
 def run_slot() -> dict:
-    """This server's training run: {'run': runs.Run or None}. One at a time for everyone."""
+    """This server's training run: {'run': runs.Run or None, 'owner': the session that started it}.
+    One at a time for everyone."""
     return {"run": None}
+
+
+MY_RUNS = "_my_runs"  # session state: the checkpoints of this visitor's runs
+
+
+def session_id() -> str:
+    """This browser session's own id (kept in its session state)."""
+    return st.session_state.setdefault("_visitor", uuid.uuid4().hex)
+
+
+def may_stop(slot: dict) -> bool:
+    """Whether this session may stop the server's run: anyone locally, its starter in public mode."""
+    return not access.public() or slot.get("owner") == session_id()
+
+
+def start_run(slot: dict, run: runs.Run, baseline: Path) -> None:
+    """Start `run` as this session's and the server's one run."""
+    slot.update(run=run.start(), baseline=baseline, owner=session_id())
+    st.session_state.setdefault(MY_RUNS, []).append(str(run.out))
 
 
 @st.cache_data(show_spinner=False, max_entries=2000)
@@ -393,5 +427,5 @@ def image_for(ctx: Context, row: int, size: int | None = None) -> np.ndarray | N
     try:
         return _image(str(path), catalog.file_key(path), size)
     except data.DataError as e:
-        st.caption(f":red[{e}]")
+        st.caption(f":red[{access.shown(str(e))}]")
         return None
