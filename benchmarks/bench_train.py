@@ -39,10 +39,10 @@ def run(ctx: Context) -> list[Row]:
 
     def ours():
         return images_per_s(timed_steps(prep, DEFAULT, warmup + ours_steps + 1), warmup,
-                            DEFAULT.batch_size)
+                            train.CPU_BATCH)
     runs = interleave({"ours": ours, "blog": lambda: _blog_images_per_s(paths, labels, warmup, blog_steps)},
                       ctx.repeats)
     precision = train.Setup.choose(DEFAULT.device, DEFAULT.precision).precision
     what = (f"training images/s: gz train default ({DEFAULT.model}, {DEFAULT.input_size} px, batch "
-            f"{DEFAULT.batch_size}, {precision}, {torch.get_num_threads()} threads) vs blog loop")
+            f"{train.CPU_BATCH}, {precision}, {torch.get_num_threads()} threads) vs blog loop")
     return [compare(what, runs["ours"], runs["blog"], "images/s", goal=4)]

@@ -27,8 +27,8 @@ def random_affine(x: torch.Tensor, generator: torch.Generator | None = None, max
     b = x.shape[0]
     dev = x.device
 
-    def rand(*shape):
-        return torch.rand(*shape, generator=generator, device="cpu").to(dev)
+    def rand(*shape):  # drawn on the host (the generator's device), copied without waiting
+        return torch.rand(*shape, generator=generator, device="cpu").to(dev, non_blocking=True)
 
     angle = rand(b) * 2 * math.pi
     flip = torch.where(rand(b) < 0.5, -1.0, 1.0).to(dev)
@@ -50,11 +50,12 @@ def random_dihedral(x: torch.Tensor, generator: torch.Generator | None = None,
     One gather, no resampling; the result is channels_last when `x` came from `to_float`."""
     b, _, h, w = x.shape
     size = out_size or w
+    dev = x.device
 
-    def draw(high: int) -> torch.Tensor:
-        return torch.randint(0, high, (b,), generator=generator)
+    def draw(high: int) -> torch.Tensor:  # B numbers drawn on the host, copied without waiting
+        return torch.randint(0, high, (b,), generator=generator).to(dev, non_blocking=True)
 
-    span = torch.arange(size)
+    span = torch.arange(size, device=dev)
     rows = draw(h - size + 1)[:, None] + span                          # (B, S) source rows
     cols = draw(w - size + 1)[:, None] + span
     rows = torch.where(draw(2)[:, None] == 1, rows.flip(1), rows)      # vertical flip
@@ -62,9 +63,8 @@ def random_dihedral(x: torch.Tensor, generator: torch.Generator | None = None,
     swap = (draw(2) == 1)[:, None, None]                               # transpose
     r = torch.where(swap, rows[:, None, :], rows[:, :, None])          # (B, S, S)
     c = torch.where(swap, cols[:, :, None], cols[:, None, :])
-    batch = torch.arange(b)[:, None, None]
-    dev = x.device
-    return x.permute(0, 2, 3, 1)[batch.to(dev), r.to(dev), c.to(dev)].permute(0, 3, 1, 2)
+    batch = torch.arange(b, device=dev)[:, None, None]
+    return x.permute(0, 2, 3, 1)[batch, r, c].permute(0, 3, 1, 2)
 
 
 POLICIES = {"dihedral": random_dihedral, "affine": random_affine}

@@ -2,11 +2,13 @@
 squared), mixed precision where the hardware gains from it, validation every epoch (in fp32),
 atomic checkpoints, resume, early stopping, an LR finder and progress callbacks.
 
-Device and precision are settled once in `Setup`; `Learner.step` is the one training step that
-`fit` and `lr_find` share.
+Device and precision are settled once in `Setup`, the batch size in `with_batch`; `Learner.step`
+is the one training step that `fit` and `lr_find` share. On a GPU the loop never waits for the
+device: losses add up there and are read back once per epoch (`Readback` for the step events).
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import os
@@ -26,8 +28,10 @@ class TrainConfig:
     width: int | None = None      # first-stage channels (None = the model's default)
     epochs: int = 30              # used when `minutes` is None
     minutes: float | None = None  # wall-clock budget for the whole run (schedule follows time)
-    batch_size: int = 64
-    lr: float = 2e-3              # peak learning rate of the one-cycle schedule
+    # None: 64 on a CPU; on a GPU 1024 with `lr` scaled by sqrt(1024 / 64) = 4 (square-root
+    # scaling, as suits Adam; the one-cycle warm-up eases the start). See with_batch
+    batch_size: int | None = None
+    lr: float = 2e-3              # peak learning rate of the one-cycle schedule (at batch 64)
     weight_decay: float = 1e-4
     warmup: float = 0.15          # fraction of the run spent warming up
     val_fraction: float = 0.1
@@ -55,6 +59,7 @@ class TrainConfig:
     teacher: str | None = None    # distil: learn this checkpoint's answers too (see with_teacher)
     crowd_weight: float = 0.5     # distillation targets: this x the crowd's answer + the rest x the teacher's
     teacher_tta: bool = True      # the teacher answers with 8-view TTA
+    compile: bool = False         # torch.compile the model in `fit` (CUDA graphs on a GPU): for long runs
 
     def __post_init__(self):
         if self.augment not in augment.POLICIES:
@@ -117,6 +122,25 @@ class Setup:
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
+
+    def compile(self, model: torch.nn.Module) -> torch.nn.Module:
+        """`model` through torch.compile: on a GPU with CUDA graphs (a step's hundreds of kernel
+        launches replayed as one), on a CPU inductor's default."""
+        return torch.compile(model, mode="reduce-overhead" if self.device.type == "cuda" else None)
+
+
+CPU_BATCH, GPU_BATCH = 64, 1024
+
+
+def with_batch(cfg: TrainConfig, device: torch.device) -> TrainConfig:
+    """`cfg` with its batch size settled for `device`: as given, or (None) `CPU_BATCH` on a CPU and
+    `GPU_BATCH` on a GPU, where the peak learning rate grows by the square root of the batch's
+    growth. A run records the values it used (the checkpoint's train_config)."""
+    if cfg.batch_size is not None:
+        return cfg
+    if device.type != "cuda":
+        return replace(cfg, batch_size=CPU_BATCH)
+    return replace(cfg, batch_size=GPU_BATCH, lr=cfg.lr * math.sqrt(GPU_BATCH / CPU_BATCH))
 
 
 def one_cycle(progress: float, peak: float, warmup: float) -> float:
@@ -232,12 +256,14 @@ class Batches:
         order = order[self.rank::self.ranks][:len(self.index) // self.ranks]  # equal shares
         for b in range(len(self)):
             pos = np.sort(order[b * self.batch_size:(b + 1) * self.batch_size])
+            # copies from host memory that never wait for the GPU's queue (no-ops on a CPU)
+            at = torch.from_numpy(pos).to(self.device, non_blocking=True)
             if self.local:
-                x = self.crops[torch.from_numpy(pos).to(self.device)]
+                x = self.crops[at]
             else:
                 x = torch.from_numpy(np.array(self.crops[self.index[pos]])).to(self.device,
                                                                                   non_blocking=True)
-            yield x, self.labels[torch.from_numpy(pos).to(self.device)]
+            yield x, self.labels[at]
 
 
 @dataclass
@@ -269,7 +295,9 @@ class Learner:
                       {"params": model.head.parameters(), "scale": 1.0}]
         else:
             groups = [{"params": model.parameters(), "scale": 1.0}]
-        opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # fused on a GPU: one kernel updates every parameter
+        opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                fused=(setup.device.type == "cuda") or None)
         weights = None if cfg.answer_weights is None else \
             torch.tensor(cfg.answer_weights, dtype=torch.float32, device=setup.device)
         return cls(model, opt, torch.amp.GradScaler(enabled=setup.precision == "fp16"), setup, cfg,
@@ -280,8 +308,9 @@ class Learner:
             return class_loss(output, labels)
         return loss_fn(output, labels, self.answer_weights)
 
-    def step(self, images: torch.Tensor, labels: torch.Tensor, lr: float) -> float:
-        """One optimiser step at learning rate `lr` on an augmented uint8 batch; returns the loss."""
+    def step(self, images: torch.Tensor, labels: torch.Tensor, lr: float) -> torch.Tensor:
+        """One optimiser step at learning rate `lr` on an augmented uint8 batch; returns the loss,
+        on the device (reading it would make the host wait for the step)."""
         for group in self.opt.param_groups:
             group["lr"] = lr * group["scale"]
         x = augment.POLICIES[self.cfg.augment](augment.to_float(images), self.gen,
@@ -292,7 +321,7 @@ class Learner:
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
         self.scaler.update()
-        return loss.item()
+        return loss.detach()
 
 
 def fine_tuned(path, task: targets.Task) -> models.GalaxyModel:
@@ -389,13 +418,40 @@ def _stopped(stop) -> bool:
     return stop is not None and stop.is_set()
 
 
+class Readback:
+    """Step losses for the 'step' events, read without stalling a GPU: each is copied to the host
+    asynchronously and read `lag` steps later, when the GPU has finished it (the host stays at
+    most `lag` steps ahead; only the run's first read waits). On a CPU each is read at once."""
+
+    def __init__(self, device: torch.device, lag: int = 4):
+        self.lag = lag if device.type == "cuda" else 0
+        self.pending: collections.deque = collections.deque()
+        self.latest: float | None = None
+
+    def __call__(self, loss: torch.Tensor) -> float:
+        """Queue `loss`; the newest loss read back so far."""
+        done = torch.cuda.Event() if self.lag else None
+        self.pending.append((loss.to("cpu", non_blocking=True), done))
+        if done is not None:
+            done.record()
+        while self.pending and (len(self.pending) > self.lag or self.latest is None):
+            host, done = self.pending.popleft()
+            if done is not None:
+                done.synchronize()  # waits for that step alone, not for the steps queued after it
+            self.latest = host.item()
+        return self.latest
+
+
 def train_one_epoch(learner: Learner, batches: Batches, schedule: Schedule, epoch: int,
-                    callback, stop=None) -> tuple[int, float]:
+                    callback, stop=None, readback: Readback | None = None) -> tuple[int, torch.Tensor]:
     """One pass over shuffled batches, cut short when the schedule ends or `stop` is set.
-    Returns (images seen, summed loss); reports a 'step' event per batch."""
+    Returns (images seen, summed loss: a float64 scalar on the device, so that the loop never
+    waits for the GPU); reports a 'step' event per batch, with a loss from `readback`."""
     cfg = learner.cfg
+    readback = readback or Readback(learner.setup.device)
     learner.model.train()
-    seen, loss_sum = 0, 0.0
+    seen = 0
+    loss_sum = torch.zeros((), dtype=torch.float64, device=learner.setup.device)
     for images, labels in batches:
         progress = schedule.agreed()
         if progress >= 1.0 or _stopped(stop):
@@ -403,8 +459,8 @@ def train_one_epoch(learner: Learner, batches: Batches, schedule: Schedule, epoc
         loss = learner.step(images, labels, one_cycle(progress, cfg.lr, cfg.warmup))
         schedule.steps += 1
         seen += len(images)
-        loss_sum += loss * len(images)
-        callback("step", {"epoch": epoch, "progress": progress, "loss": loss})
+        loss_sum += loss.double() * len(images)
+        callback("step", {"epoch": epoch, "progress": progress, "loss": readback(loss)})
     return seen, loss_sum
 
 
@@ -437,7 +493,9 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
     callback(event, info) is called with event in {'data', 'teacher', 'step', 'epoch', 'done'};
     `stop` is an optional threading.Event: set it to end the run after the current batch.
     The best model (by validation RMSE) is written to `out` after every improving epoch, and
-    the checkpoint records the device and precision the run resolved.
+    the checkpoint records the device and precision the run resolved (metrics) and the batch size
+    and peak learning rate it used (train_config, see `with_batch`). With `cfg.compile` the training
+    steps run a compiled model (`Setup.compile`); validation runs the plain one.
     `cfg.threads` applies for the duration of the run; torch's thread count is restored after.
 
     Under torchrun (`gzcore.distributed`) every rank trains on its share of each epoch's batches
@@ -448,6 +506,7 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
         started = time.time()
         setup = Setup.choose(cfg.device, cfg.precision)
         setup.device = distributed.device_for(setup.device)
+        cfg = with_batch(cfg, setup.device)
         joined = distributed.start(setup.device)
         rank, ranks = distributed.rank(), distributed.world()
         callback = callback if callback and rank == 0 else (lambda event, info: None)
@@ -474,6 +533,8 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
         if ranks > 1:  # gradients averaged over the ranks at every step
             learner.model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[setup.device] if setup.device.type == "cuda" else None)
+        if cfg.compile:  # the same parameters: `model` stays the plain module that is saved
+            learner.model = setup.compile(learner.model)
         # the running mean of the weights (batch-norm statistics included) of the run's last epochs
         swa = torch.optim.swa_utils.AveragedModel(model, use_buffers=True) if cfg.swa else None
         batches = Batches(prep.crops, prep.encoded, prep.train_idx, cfg.batch_size, setup.device, order,
@@ -491,14 +552,15 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
 
         # unpinned on a CPU: each epoch computes with the cores other processes left free in the last
         free = threads.FreeCores() if cfg.threads is None and setup.device.type == "cpu" else None
+        readback = Readback(setup.device)
         while schedule.agreed() < 1.0 and not _stopped(stop):
             epoch = len(history)
             used = free.update() if free else torch.get_num_threads()
-            seen, loss_sum = train_one_epoch(learner, batches, schedule, epoch, callback, stop)
+            seen, loss_sum = train_one_epoch(learner, batches, schedule, epoch, callback, stop, readback)
             if seen == 0:
                 break
             val_rmse = validate(model, prep, cfg.input_size, setup.device)
-            history.append({"epoch": epoch + 1, "train_rmse": math.sqrt(loss_sum / seen),
+            history.append({"epoch": epoch + 1, "train_rmse": math.sqrt(float(loss_sum) / seen),
                             "val_rmse": val_rmse, "lr": learner.opt.param_groups[0]["lr"],
                             "seconds": schedule.elapsed(), "images": seen * ranks, "threads": used})
             if val_rmse < best or math.isnan(best):
@@ -574,10 +636,12 @@ def lr_find(data_dir, cfg: TrainConfig = TrainConfig(), start: float = 1e-5, end
             steps: int = 80, cache_dir=None, prepared: Prepared | None = None) -> dict:
     """Leslie Smith's range test: raise the LR exponentially for `steps` batches (the training step
     of `fit`, augmentation and precision included) and record the smoothed loss. Suggests the LR of
-    steepest descent. Returns {'lrs', 'losses', 'suggestion'} and `Setup.describe`'s keys."""
+    steepest descent. Returns {'lrs', 'losses', 'suggestion'} and `Setup.describe`'s keys.
+    `cfg.compile` is left to `fit`: a range test is too short for compiling to pay."""
     cfg = with_teacher(with_init(cfg))
     with torch_threads(cfg.threads):
         setup = Setup.choose(cfg.device, cfg.precision)
+        cfg = with_batch(cfg, setup.device)
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
         prep = prepared or prepare(data_dir, cfg, cache_dir)
@@ -594,7 +658,7 @@ def lr_find(data_dir, cfg: TrainConfig = TrainConfig(), start: float = 1e-5, end
         while len(lrs) < steps and not diverged():
             for images, labels in batches:
                 lr = start * (end / start) ** (len(lrs) / (steps - 1))
-                loss = learner.step(images, labels, lr)
+                loss = learner.step(images, labels, lr).item()  # the range test reads every loss
                 smooth = loss if smooth is None else 0.9 * smooth + 0.1 * loss
                 lrs.append(lr)
                 losses.append(smooth)

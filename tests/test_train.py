@@ -1,3 +1,6 @@
+import math
+import os
+import shutil
 import threading
 from dataclasses import replace
 
@@ -7,6 +10,9 @@ import torch
 from conftest import TINY
 
 from gzcore import checkpoint, evaluate, train
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device "
+                                "(benchmarks/gpu_check.sh runs these on a GPU machine)")
 
 
 def test_fit_writes_a_loadable_checkpoint_and_reports(synth_dir, tmp_path):
@@ -167,3 +173,81 @@ def test_unpinned_threads_follow_the_cores_other_processes_leave_free(monkeypatc
         assert free.update() == 1
         clock.update(machine=(38.0, 40.0), own=28.0)  # then 18 of 20, 17 of them ours: the core is back
         assert free.update() == 2
+
+
+def test_the_batch_follows_the_device_and_a_gpu_batch_scales_the_lr():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    default = train.TrainConfig()
+    assert default.batch_size is None  # settled by the device the run gets
+    on_cpu = train.with_batch(default, cpu)
+    assert (on_cpu.batch_size, on_cpu.lr) == (64, default.lr)
+    on_gpu = train.with_batch(default, gpu)
+    assert on_gpu.batch_size == 1024 and on_gpu.lr == pytest.approx(4 * default.lr)  # sqrt(1024 / 64)
+    assert train.with_batch(on_gpu, gpu) == on_gpu  # settled once: a recorded config runs as it ran
+    pinned = replace(default, batch_size=256)
+    assert train.with_batch(pinned, gpu) == pinned  # a batch size given is used as given, lr too
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None,
+                    reason="torch.compile on a CPU needs a C++ compiler (g++, or $CXX)")
+def test_a_compiled_model_trains_to_the_same_losses(synth_dir, tmp_path, monkeypatch):
+    """About 2 minutes of compiling on 2 busy cores the first time, seconds once inductor's cache
+    (/tmp/torchinductor_$USER) holds the kernels."""
+    import torch._inductor.config
+    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # dropout draws as in eager mode
+    cfg = replace(TINY, epochs=1)
+    prep = train.prepare(synth_dir, cfg)
+    runs = {}
+    for compiled in (False, True):
+        losses = []
+        result = train.fit(synth_dir, replace(cfg, compile=compiled), prepared=prep,
+                           out=tmp_path / "compiled.pt" if compiled else None,
+                           callback=lambda e, i: e == "step" and losses.append(i["loss"]))
+        runs[compiled] = losses, result
+    (plain, a), (fused, b) = runs[False], runs[True]
+    assert fused == pytest.approx(plain, rel=1e-4)  # float rounding apart, the same steps
+    assert b["history"][0]["train_rmse"] == pytest.approx(a["history"][0]["train_rmse"], rel=1e-4)
+    assert b["val_rmse"] == pytest.approx(a["val_rmse"], abs=1e-5)
+    assert checkpoint.read(tmp_path / "compiled.pt")["train_config"]["compile"] is True
+    checkpoint.load(tmp_path / "compiled.pt")  # the plain module is saved, not the compiled wrapper
+
+
+@needs_cuda
+def test_a_gpu_epoch_never_waits_for_the_gpu(synth_dir):
+    """No step of the loop reads the GPU back (torch's sync debug mode raises on any that does):
+    the host queues work, the losses add up on the device and come back once per epoch."""
+    setup = train.Setup.choose("cuda")
+    cfg = replace(TINY, device="cuda", precision="auto", batch_size=8)
+    prep = train.prepare(synth_dir, cfg)
+    learner = train.Learner.create(cfg, setup, prep, torch.Generator().manual_seed(0))
+    batches = train.Batches(prep.crops, prep.encoded, prep.train_idx, cfg.batch_size, setup.device,
+                            torch.Generator().manual_seed(0))
+    assert batches.local  # the crops moved to the GPU once
+    losses = []
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        seen, loss_sum = train.train_one_epoch(learner, batches, train.Schedule(cfg, len(batches)), 0,
+                                               lambda e, i: losses.append(i["loss"]))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert seen == len(batches) * 8 and len(losses) == len(batches)
+    assert all(math.isfinite(x) for x in losses) and math.isfinite(float(loss_sum))
+
+
+@needs_cuda
+def test_gpu_training_records_its_batch_and_predicts_as_the_cpu_does(synth_dir, tmp_path):
+    out = tmp_path / "m.pt"
+    result = train.fit(synth_dir, replace(TINY, device="cuda", precision="auto", batch_size=8, tta=True),
+                       out=out)
+    model, ckpt = checkpoint.load(out)
+    assert result["device"].startswith("cuda") and result["precision"] in ("bf16", "fp16")
+    assert ckpt["train_config"]["batch_size"] == 8 and np.isfinite(result["val_rmse_tta"])
+    held = checkpoint.data_for(ckpt, synth_dir)
+    on_cpu = evaluate.predict(model, held.crops, TINY.input_size, tta=True, index=held.val_idx)
+    on_gpu = evaluate.predict(model.cuda(), held.crops, TINY.input_size, tta=True, index=held.val_idx,
+                              device="cuda")
+    np.testing.assert_allclose(on_gpu, on_cpu, atol=5e-3)  # TF32 convolutions
+    fast = evaluate.predict(model, held.crops, TINY.input_size, tta=True, index=held.val_idx, device="cuda",
+                            precision="bf16")
+    np.testing.assert_allclose(fast, on_cpu, atol=3e-2)
