@@ -3,16 +3,24 @@
 A folder holds `images_training_rev1/<GalaxyID>.jpg` (+ `training_solutions_rev1.csv`), or
 `images_test_rev1/<GalaxyID>.jpg`, or just images. Crops are decoded once into a memory-mapped uint8
 cache (N, H, W, C) keyed by a fingerprint of the files and the preprocessing, so that epochs never
-re-decode JPEGs and datasets larger than RAM still train.
+re-decode JPEGs and datasets larger than RAM still train. The cache is built in parts that a killed
+build resumes from and that several processes can share; a cache found damaged is built again.
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import fcntl
 import hashlib
 import io
 import json
 import math
 import os
-from concurrent.futures import ProcessPoolExecutor
+import shutil
+import signal
+import socket
+import zipfile
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -213,22 +221,33 @@ def split(galaxies: GalaxySet, val_fraction: float = 0.1, seed: int = 0
 
 # ---------------------------------------------------------------- decoding one image
 
-def _central_source(mask: np.ndarray, c: int) -> np.ndarray:
-    """The connected part of `mask` that touches the central 7x7 pixels (binary propagation)."""
-    region = np.zeros_like(mask)
-    region[c - 3:c + 4, c - 3:c + 4] = mask[c - 3:c + 4, c - 3:c + 4]
-    size = np.count_nonzero(region)
-    while True:
-        grown = region.copy()
-        grown[1:] |= region[:-1]
-        grown[:-1] |= region[1:]
-        grown[:, 1:] |= region[:, :-1]
-        grown[:, :-1] |= region[:, 1:]
-        grown &= mask
-        grown_size = np.count_nonzero(grown)  # the region only grows: same size, same region
-        if grown_size == size:
-            return region
-        region, size = grown, grown_size
+def _central_source(mask: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, columns) of the connected part of `mask` (4-neighbours) that touches the central 7x7
+    pixels. Works on the mask's pixels alone: the part takes in every run along a row or a column
+    that it touches, rows and columns in turn, until it stops growing."""
+    h, w = mask.shape
+    y, x = np.divmod(np.flatnonzero(mask), w)  # row by row
+    part = (np.abs(y - c) <= 3) & (np.abs(x - c) <= 3)
+    by_column = np.argsort(x * h + y, kind="stable")
+    runs = []  # each pixel's run along its row, then along its column
+    for order, along, across in ((np.arange(len(y)), x, y), (by_column, y, x)):
+        a, b = along[order], across[order]
+        start = np.ones(len(y), bool)
+        start[1:] = (np.diff(a) != 1) | (np.diff(b) != 0)
+        run = np.empty(len(y), np.intp)
+        run[order] = np.cumsum(start)
+        runs.append(run)
+    size = np.count_nonzero(part)
+    while size:
+        for run in runs:
+            touched = np.zeros(len(y) + 1, bool)
+            touched[run[part]] = True
+            part = touched[run]
+        grown = np.count_nonzero(part)  # the part only grows: same size, same part
+        if grown == size:
+            break
+        size = grown
+    return y[part], x[part]
 
 
 def _median(values: np.ndarray, counts: np.ndarray) -> np.float32:
@@ -238,35 +257,34 @@ def _median(values: np.ndarray, counts: np.ndarray) -> np.float32:
     return np.float32(middle.mean())
 
 
-def _roi_box(pixels: np.ndarray, min_side: float, pad: float) -> tuple[float, float]:
+def _roi_box(image: Image.Image, min_side: float, pad: float) -> tuple[float, float]:
     """(low, high) edge of the centred square holding the bright source at the centre (pixels >
     sky + 4σ after a 106 px resample), enlarged by `pad`, never smaller than `min_side`."""
-    side = pixels.shape[0]
-    small = np.asarray(Image.fromarray(pixels).convert("L").resize((106, 106), Image.BILINEAR))
+    side = image.width
+    small = np.asarray(image.convert("L").resize((106, 106), Image.BILINEAR))
     counts, levels = np.bincount(small.ravel(), minlength=256), np.arange(256, dtype=np.float32)
     sky = _median(levels, counts)  # the medians from the histogram: a third of the time of sorting
     deviation = np.abs(levels - sky)
     order = np.argsort(deviation, kind="stable")
     sigma = 1.4826 * _median(deviation[order], counts[order]) + 1.0
     c = 53
-    region = _central_source(small > sky + 4 * sigma, c)
+    ys, xs = _central_source(small > sky + 4 * sigma, c)
     half = min_side / 2
-    if region.any():
-        ys, xs = np.nonzero(region)
+    if len(ys):
         extent = max(np.abs(xs - c).max(), np.abs(ys - c).max()) + 1
         half = max(half, extent * side / 106 * pad)
     half = min(half, side / 2)
     return side / 2 - half, side / 2 + half
 
 
-def _read_rgb(path: Path, pp: Preprocess) -> np.ndarray:
-    """The image as (H, W, 3) uint8. JPEGs are decoded by libjpeg-turbo (simplejpeg) at the
-    smallest DCT scale (k/8 of full size) that still gives the crop `pp.size` pixels, which skips
-    most of the work of a full decode; FITS files are rendered by `fits.to_rgb` (Lupton asinh, as
-    Galaxy Zoo renders DECaLS); other formats, and JPEGs simplejpeg refuses, go through Pillow."""
+def _read_rgb(path: Path, pp: Preprocess) -> Image.Image:
+    """The image in mode RGB. JPEGs are decoded by libjpeg-turbo (simplejpeg) at the smallest DCT
+    scale (k/8 of full size) that still gives the crop `pp.size` pixels, which skips most of the
+    work of a full decode; FITS files are rendered by `fits.to_rgb` (Lupton asinh, as Galaxy Zoo
+    renders DECaLS); other formats, and JPEGs simplejpeg refuses, go through Pillow."""
     if path.name.lower().endswith(fits.SUFFIXES):
         try:
-            return fits.to_rgb(fits.read(path))
+            return Image.fromarray(fits.to_rgb(fits.read(path)))
         except fits.FitsError as e:  # its message names the file
             raise DataError(str(e)) from e
     try:
@@ -276,34 +294,37 @@ def _read_rgb(path: Path, pp: Preprocess) -> np.ndarray:
                 width, height, _, _ = simplejpeg.decode_jpeg_header(blob)
                 side = math.ceil(pp.size * 424 / pp.crop_px)  # wanted size of the short side
                 short = min(width, height)
-                return simplejpeg.decode_jpeg(blob, "RGB", min_width=math.ceil(side * width / short),
-                                              min_height=math.ceil(side * height / short))
+                return Image.fromarray(simplejpeg.decode_jpeg(
+                    blob, "RGB", min_width=math.ceil(side * width / short),
+                    min_height=math.ceil(side * height / short)))
             except ValueError:
                 pass  # CMYK, lossless, or broken: Pillow decodes it or says what is wrong
         with Image.open(io.BytesIO(blob)) as img:
-            return np.asarray(img.convert("RGB"))
+            return img.convert("RGB")
     except (OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path}: cannot decode image ({e})") from e
 
 
 def decode(path: Path, pp: Preprocess) -> np.ndarray:
     """One image file -> uint8 crop (size, size, channels)."""
-    pixels = _read_rgb(path, pp)
-    h, w = pixels.shape[:2]
+    image = _read_rgb(path, pp)
+    w, h = image.size
     side = min(h, w)  # non-square: take the central square
-    pixels = pixels[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
+    if w != h:
+        left, top = (w - side) // 2, (h - side) // 2
+        image = image.crop((left, top, left + side, top + side))
     crop = pp.crop_px * side / 424
     if pp.crop == "roi":
-        lo, hi = _roi_box(pixels, crop, pp.roi_pad)
+        lo, hi = _roi_box(image, crop, pp.roi_pad)
     elif pp.crop == "centre":
         lo, hi = side / 2 - crop / 2, side / 2 + crop / 2
     else:
         raise ValueError(f"unknown crop mode {pp.crop!r}; use 'centre' or 'roi'")
     # resample only the box and the 2 px the bilinear filter reaches beyond it
     first, last = max(0, math.floor(lo) - 2), min(side, math.ceil(hi) + 2)
-    region = Image.fromarray(np.ascontiguousarray(pixels[first:last, first:last]))
     box = (lo - first, lo - first, hi - first, hi - first)
-    out = region.resize((pp.size, pp.size), Image.BILINEAR, box=box, reducing_gap=None)
+    out = image.crop((first, first, last, last)).resize((pp.size, pp.size), Image.BILINEAR, box=box,
+                                                        reducing_gap=None)
     if pp.grayscale:
         out = out.convert("L")
     arr = np.asarray(out, dtype=np.uint8)
@@ -342,53 +363,192 @@ def decode_chunk(args) -> tuple[list, list[str]]:
     return out, bad
 
 
+PART = 256  # galaxies per part file of a cache being built: what a killed build keeps, what ranks share
+
+
 def load_crops(galaxies: GalaxySet, pp: Preprocess = Preprocess(), cache_dir: Path | None = None,
-               workers: int | None = None, skip_bad: bool = False, progress=None
-               ) -> tuple[np.ndarray, GalaxySet]:
-    """Decoded crops of every galaxy, (N, size, size, C) uint8, memory-mapped from the cache
-    (built on first use). With `skip_bad`, undecodable images are dropped: the returned GalaxySet
-    is the matching subset and lists them in `.skipped`."""
+               workers: int | None = None, skip_bad: bool = False, progress=None,
+               share: tuple[int, int] = (0, 1)) -> tuple[np.ndarray, GalaxySet]:
+    """Decoded crops of every galaxy, (N, size, size, C) uint8, memory-mapped from the cache.
+
+    A missing cache is built from part files of `PART` crops, each written whole or not at all, so
+    that a killed build resumes where it stopped. Processes building the same cache together (the
+    ranks of a torchrun job) pass `share=(rank, world)`: each starts on its own parts, then helps
+    with the others, and one of them assembles the cache. With `skip_bad`, undecodable images are
+    dropped: the returned GalaxySet is the matching subset and lists them in `.skipped`; without,
+    the first of them raises DataError, even when the cache was built with `skip_bad`."""
     cache_dir = Path(cache_dir or default_cache_dir())
     cache_dir.mkdir(parents=True, exist_ok=True)
-    key = fingerprint(galaxies, pp)
-    npy, meta = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
-    if npy.is_file() and meta.is_file():
-        info = json.loads(meta.read_text())
-        keep = np.array(info["keep"], dtype=bool)
-        if len(keep) == len(galaxies):
-            kept = galaxies.subset(np.flatnonzero(keep))
-            kept.skipped += info["bad"]
-            return np.load(npy, mmap_mode="r"), kept
-    n, s, c = len(galaxies), pp.size, pp.channels
-    tmp = npy.with_suffix(f".tmp{os.getpid()}.npy")
-    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, s, s, c))
-    workers = workers or min(os.cpu_count() or 1, 8)
-    chunk = 64
-    jobs = [(galaxies.paths[i:i + chunk], pp, skip_bad) for i in range(0, n, chunk)]
-    keep = np.ones(n, dtype=bool)
-    bad_all: list[str] = []
+    key, shape = fingerprint(galaxies, pp), (pp.size, pp.size, pp.channels)
+    _remove_stale(cache_dir, key)
+    found, parts = _cached(cache_dir, key, len(galaxies), shape), cache_dir / f"{key}.parts"
+    while found is None:  # a round that finds a damaged part decodes it again in the next
+        _build_parts(galaxies, pp, parts, workers, skip_bad, progress, share)
+        with _locked(cache_dir / ".lock"):  # one process assembles, the others then find it done
+            found = _cached(cache_dir, key, len(galaxies), shape) or _assemble(parts, cache_dir, key,
+                                                                              len(galaxies), shape)
+    crops, bad = found
+    if bad and not skip_bad:
+        raise DataError(bad[0][1])  # the decoding error, as an uncached call raises it
+    keep = np.ones(len(galaxies), bool)
+    keep[[i for i, _ in bad]] = False
+    kept = galaxies.subset(np.flatnonzero(keep))
+    kept.skipped += [reason for _, reason in bad]
+    return crops, kept
+
+
+def _cached(cache_dir: Path, key: str, n: int, shape: tuple) -> tuple[np.ndarray, list] | None:
+    """(crops memory-mapped, [(index, reason)] of the images skipped) of the finished cache `key`
+    of `n` galaxies, or None when it is missing, half written or damaged (a build replaces it)."""
     try:
-        with ProcessPoolExecutor(workers) as pool:
-            for j, (crops, bad) in enumerate(pool.map(decode_chunk, jobs)):
-                for k, crop in enumerate(crops):
-                    if crop is None:
-                        keep[j * chunk + k] = False
-                    else:
-                        arr[j * chunk + k] = crop
-                bad_all += bad
+        info = json.loads((cache_dir / f"{key}.json").read_text())
+        bad = [(int(i), str(reason)) for i, reason in info["bad"]]
+        crops = np.load(cache_dir / f"{key}.npy", mmap_mode="r")
+    except (OSError, EOFError, ValueError, KeyError, TypeError):  # JSON and .npy errors included
+        return None
+    kept = n - len({i for i, _ in bad if 0 <= i < n})
+    return (crops, bad) if info.get("key") == key and crops.shape == (kept, *shape) else None
+
+
+def _build_parts(galaxies: GalaxySet, pp: Preprocess, parts: Path, workers: int | None, skip_bad: bool,
+                 progress, share: tuple[int, int]) -> None:
+    """Decode the parts not yet in `parts/` (part k: galaxies k * PART onwards) in a process pool:
+    this process's share first (every share[1]-th part from share[0]), then the others still
+    missing, last first, so that processes sharing the work meet rather than repeat each other."""
+    n, count = len(galaxies), math.ceil(len(galaxies) / PART)
+    parts.mkdir(exist_ok=True)
+    _remove_stale(parts, "")
+    mine = list(range(share[0], count, share[1]))
+    missing = [k for k in mine + sorted(set(range(count)) - set(mine), reverse=True)
+               if not (parts / f"{k:06d}.npz").is_file()]
+    done = n - sum(len(galaxies.paths[k * PART:(k + 1) * PART]) for k in missing)
+    todo = (k for k in missing if not (parts / f"{k:06d}.npz").is_file())  # others may have made it
+    workers = workers or min(os.cpu_count() or 1, 8)
+    pool = ProcessPoolExecutor(workers, initializer=_die_with_parent, initargs=(os.getpid(),))
+    running: dict = {}
+    try:
+        while True:
+            while len(running) < 2 * workers and (k := next(todo, None)) is not None:
+                job = (galaxies.paths[k * PART:(k + 1) * PART], pp, skip_bad)
+                running[pool.submit(decode_chunk, job)] = k
+            if not running:
+                break
+            for future in wait(running, return_when=FIRST_COMPLETED).done:
+                k = running.pop(future)
+                crops, bad = future.result()
+                keep = np.array([c is not None for c in crops])
+                kept = np.stack([c for c in crops if c is not None]) if keep.any() else np.zeros(
+                    (0, pp.size, pp.size, pp.channels), np.uint8)
+                try:
+                    _write_whole(parts / f"{k:06d}.npz",
+                                 lambda f: np.savez(f, crops=kept, keep=keep, bad=np.array(bad, str)))
+                except FileNotFoundError:  # the folder is gone: another process finished the cache
+                    return
+                done += len(crops)
                 if progress:
-                    progress(min((j + 1) * chunk, n), n)
-        arr.flush()
-        del arr
-        if not keep.all():  # compact: rewrite without the bad rows
-            full = np.load(tmp, mmap_mode="r")
-            np.save(tmp, np.ascontiguousarray(full[keep]))
-            del full
-        os.replace(tmp, npy)
-        meta.write_text(json.dumps({"n": int(keep.sum()), "preprocess": asdict(pp),
-                                    "keep": keep.tolist(), "bad": bad_all}))
+                    progress(min(done, n), n)
+    finally:
+        pool.shutdown(cancel_futures=True)  # on an error or Ctrl-C: no job left, no worker left
+
+
+def _assemble(parts: Path, cache_dir: Path, key: str, n: int, shape: tuple) -> tuple | None:
+    """Write the cache `key` from its parts: the kept crops as one .npy, then the index (.json) that
+    makes it valid, then drop the parts; return it as `_cached` does. A damaged part is deleted
+    instead (None: the next round of `load_crops` decodes it again) and nothing is written."""
+    files = [parts / f"{k:06d}.npz" for k in range(math.ceil(n / PART))]
+    try:
+        keeps, bad = [], []
+        for k, path in enumerate(files):
+            keep, reasons = _member(path, "keep"), _member(path, "bad").tolist()
+            if len(keep) != min(PART, n - k * PART) or len(reasons) != len(keep) - keep.sum():
+                raise _Damaged(path)
+            keeps.append(keep)
+            bad += zip((k * PART + np.flatnonzero(~keep)).tolist(), reasons)
+
+        def write(f):
+            np.lib.format.write_array_header_1_0(
+                f, {"descr": "|u1", "fortran_order": False, "shape": (n - len(bad), *shape)})
+            for path, keep in zip(files, keeps):
+                crops = _member(path, "crops")
+                if crops.shape != (keep.sum(), *shape):
+                    raise _Damaged(path)
+                f.write(np.ascontiguousarray(crops))  # no copy: np.load returns C order
+        npy, meta = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
+        meta.unlink(missing_ok=True)  # never an index beside another .npy than its own
+        _write_whole(npy, write)
+    except _Damaged as e:
+        e.args[0].unlink(missing_ok=True)
+        return None
+    _write_whole(meta, lambda f: f.write(json.dumps({"key": key, "bad": bad}).encode()))
+    shutil.rmtree(parts, ignore_errors=True)
+    return np.load(npy, mmap_mode="r"), bad
+
+
+class _Damaged(Exception):
+    """A part file that cannot be read back as it was written (its path): it is decoded again."""
+
+
+def _member(path: Path, name: str) -> np.ndarray:
+    """One array of a part file."""
+    try:
+        with np.load(path) as part:
+            return part[name]
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise _Damaged(path) from e
+
+
+def _write_whole(path: Path, write) -> None:
+    """Write `path` whole or not at all: `write(file)` into a temporary file named after this host
+    and process (`_remove_stale` removes a dead process's), synced to disk, then renamed."""
+    tmp = path.with_name(f"{path.name}.tmp.{socket.gethostname()}.{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    kept = galaxies.subset(np.flatnonzero(keep))
-    kept.skipped += bad_all
-    return np.load(npy, mmap_mode="r"), kept
+
+
+def _remove_stale(folder: Path, prefix: str) -> None:
+    """Remove the temporary files of `_write_whole` left in `folder` by processes of this host that
+    no longer run (killed with SIGKILL, or the machine went down)."""
+    host = socket.gethostname()
+    for tmp in folder.glob(f"{prefix}*.tmp.*"):
+        owner, _, pid = tmp.name.split(".tmp.", 1)[1].rpartition(".")
+        if owner == host and pid.isdigit() and not _running(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        pass
+    return True
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """Hold an exclusive lock on `path` (created if need be) for the block; the system releases
+    it if the process dies."""
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool worker start: end with the process that started the pool, even one killed by SIGKILL
+    (Linux; elsewhere a worker may outlive such a kill)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the line above
+        os._exit(1)
