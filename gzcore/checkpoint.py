@@ -3,14 +3,13 @@ read with `torch.load(weights_only=True)` so that loading never runs code."""
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import __version__, data, models, shipped, targets, tree
+from . import __version__, atomic, data, models, shipped, targets, tree
 from .data import Preprocess
 
 FORMAT = "gzcore-checkpoint"
@@ -37,12 +36,12 @@ def save(path, model: models.GalaxyModel | models.Ensemble, *, preprocess: Prepr
          input_size: int, task: targets.Task = targets.TREE, metrics: dict | None = None, history: list | None = None,
          train_config: dict | None = None, optimizer=None, progress: float | None = None,
          data_fingerprint: str | None = None, weights_only_model: bool = False,
-         storage: str = "float32") -> Path:
-    """Write atomically (temp file + rename): an interrupted save never destroys the last good one.
+         storage: str = "float32", resume: dict | None = None) -> Path:
+    """Write atomically (`atomic.write`): an interrupted save never destroys the last good one.
     The model's `config` (set by `models.build`) is what rebuilds it. `weights_only_model=True` drops optimizer state (for shipped, small checkpoints); `storage`
-    "float16" halves the file, "int8" quarters it (see `stored_weights`); `read` restores float32."""
+    "float16" halves the file, "int8" quarters it (see `stored_weights`); `read` restores float32.
+    `resume`: what else a resumed run restores (random generator states, loss scale; see train.fit)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     state, scales = stored_weights(state, storage)
     ckpt = {
@@ -58,10 +57,18 @@ def save(path, model: models.GalaxyModel | models.Ensemble, *, preprocess: Prepr
         ckpt["weight_scales"] = scales
     if optimizer is not None and not weights_only_model:
         ckpt["optimizer"] = optimizer.state_dict()
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
+    if resume is not None:
+        ckpt["resume"] = resume
+    with atomic.write(path) as f:
+        torch.save(ckpt, f)
     return path
+
+
+def resume_path(path) -> Path:
+    """Where a run writing checkpoint `path` keeps its resume state (its last finished epoch, while
+    `path` holds its best): `NAME.pt.resume` beside it, so that `*.pt` never lists it."""
+    path = Path(path)
+    return path.with_name(f"{path.name}.resume")
 
 
 def stored_weights(state: dict, storage: str) -> tuple[dict, dict]:
@@ -187,4 +194,8 @@ def data_for(ckpt: dict, folder, labels: bool | None = None, skip_bad: bool = Fa
         galaxies = data.open_folder(folder, labels=labels, skip_bad=skip_bad)
     crops, galaxies = data.load_crops(galaxies, preprocess_of(ckpt), cache_dir=cache_dir,
                                       skip_bad=skip_bad, progress=progress)
+    if not len(galaxies):
+        skipped = galaxies.skipped
+        raise data.DataError(f"{folder}: no images" +
+                             (f" left: all {len(skipped)} skipped, e.g. {skipped[0]}" if skipped else ""))
     return CheckpointData(galaxies, crops, *split(galaxies, ckpt))

@@ -14,14 +14,17 @@ Without --checkpoint the shipped default model (checkpoints/default.pt) is used.
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from . import augment, checkpoint, data, distributed, evaluate, models, survey, targets, train, tree
+from . import atomic, augment, checkpoint, data, distributed, evaluate, models, survey, targets, train, tree
 
 
 INFERENCE = train.Setup.choose("cpu", "fp32")  # where evaluate, predict and ensemble run the model
@@ -51,8 +54,33 @@ def _table(rows: list[tuple], headers: tuple) -> str:
     return "\n".join([line(headers), line(tuple("-" * w for w in widths)), *map(line, cells)])
 
 
+def _check_out(path: Path, folder: bool = False) -> None:
+    """Fail before any work when the output `path` (a file, or a `folder`) cannot be written: its
+    folder is made if missing, and a small file is written, synced and removed there (a full disk
+    or a folder without write permission fails here, not after a run). An OSError naming `path`."""
+    where = path if folder else path.parent
+
+    def refuse(code, reason):
+        return OSError(code, f"cannot write there ({reason}); choose another --out", str(path))
+    if path.exists() and path.is_dir() != folder:
+        raise refuse(*((errno.EISDIR, "a folder, not a file") if path.is_dir() else
+                       (errno.ENOTDIR, "a file, not a folder")))
+    above = next(p for p in (where, *where.parents) if p.exists())
+    if not above.is_dir():
+        raise refuse(errno.ENOTDIR, f"{above} is a file, not a folder")
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=where, prefix=".gz-probe-") as probe:
+            probe.write(b"gz")
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as e:
+        raise refuse(e.errno, f"{e.strerror or e}: {where}") from e
+
+
 def cmd_synth(args):
     from . import synthetic
+    _check_out(args.out, folder=True)
     path = synthetic.generate(args.out, args.n, seed=args.seed, progress=_Bar("rendering", "galaxy"),
                               image_format=args.format)
     print(f"wrote {args.n} synthetic galaxies to {path} (Kaggle layout, {args.format} images, "
@@ -110,6 +138,7 @@ def cmd_distill(args):
 
 def _run_training(args, cfg: train.TrainConfig):
     """`gz train` and `gz distill`: fit with progress bars, then print the run's summary."""
+    _check_out(args.out)
     bars: dict = {}
 
     def callback(event, info):
@@ -158,6 +187,7 @@ def _run_training(args, cfg: train.TrainConfig):
 
 def cmd_ensemble(args):
     from . import ensemble
+    _check_out(args.out)
     try:
         m = ensemble.combine(args.checkpoints, args.out, args.data, progress=_Bar("predicting"),
                              storage=args.storage)
@@ -176,6 +206,7 @@ def cmd_ensemble(args):
 
 def cmd_shrink(args):
     from . import ensemble
+    _check_out(args.out)
     m = ensemble.shrink(args.checkpoint, args.out, args.data, storage=args.storage,
                         progress=_Bar("re-scoring"))
     size = args.out.stat().st_size / 1e6
@@ -198,6 +229,8 @@ def _load(args, labels: bool):
 
 
 def cmd_evaluate(args):
+    if args.out:
+        _check_out(args.out)
     model, ckpt, task, held = _load(args, labels=True)
     galaxies, val_idx = held.galaxies, held.val_idx
     if args.all:
@@ -227,11 +260,13 @@ def cmd_evaluate(args):
     if args.out:
         table = evaluate.predictions_table(galaxies.ids[val_idx], pred, truth, task.columns,
                                            "GalaxyID" if task.kind == "tree" else "id")
-        table.to_csv(args.out, index=False)
+        with atomic.write(args.out) as f:
+            table.to_csv(f, index=False)
         print(f"\npredictions table: {args.out}")
 
 
 def cmd_predict(args):
+    _check_out(args.out, folder=args.out.suffix == ".parquet")
     if args.out.suffix == ".parquet" or not args.data.is_dir():
         return _predict_survey(args)
     if distributed.launched():
@@ -401,7 +436,9 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model; writes the best checkpoint as it goes")
     add_train_options(t)
     t.add_argument("--out", required=True, type=Path, help="checkpoint to write (.pt)")
-    t.add_argument("--resume", action="store_true", help="continue from --out if it exists")
+    t.add_argument("--resume", action="store_true", help="continue a stopped or killed run from its "
+                   "last finished epoch (kept beside --out as NAME.pt.resume until the run ends), as if "
+                   "never stopped; or, without that file, from --out")
     t.set_defaults(func=cmd_train)
 
     en = sub.add_parser("ensemble", help="average trained checkpoints into one, scored on their "
@@ -456,7 +493,8 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--teacher-no-tta", action="store_true",
                    help="the teacher answers from one view instead of the mean of its 8 TTA views")
     d.add_argument("--out", required=True, type=Path, help="student checkpoint to write (.pt)")
-    d.add_argument("--resume", action="store_true", help="continue from --out if it exists")
+    d.add_argument("--resume", action="store_true", help="continue a stopped or killed run, as gz "
+                   "train --resume does")
     d.set_defaults(func=cmd_distill)
 
     lf = sub.add_parser("lr-find", help="learning-rate range test, with gz train's options")
@@ -470,9 +508,13 @@ def main(argv=None) -> int:
     try:
         args.func(args)
     except (data.DataError, checkpoint.CheckpointError) as e:
-        print(f"gz {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        message = str(e)
+    except OSError as e:  # a file that cannot be read or written: its path and why
+        message = f"{e.filename}: {e.strerror}" if e.filename else str(e)
+    else:
+        return 0
+    print(f"gz {args.command}: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

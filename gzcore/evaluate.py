@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import augment, models, targets, tree
+from . import atomic, augment, models, targets, tree
 
 
 def model_inputs(crops, input_size: int, index=None, batch_size: int = 256,
@@ -193,9 +193,9 @@ def write_predictions(path, ids, pred: np.ndarray, task: targets.Task = targets.
                       spread: np.ndarray | None = None) -> Path:
     """A CSV of decoded predictions (`Task.decode`): for the tree a Kaggle submission (GalaxyID +
     the 37 Class columns); for targets `id` + their columns; for classes `id`, a probability per
-    class and the most probable class. A `spread` (decoded) adds a `<column> spread` column each."""
+    class and the most probable class. A `spread` (decoded) adds a `<column> spread` column each.
+    Written atomically: a failed write leaves an earlier file at `path` as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if task.kind == "tree":
         table = predictions_table(ids, pred)
     else:
@@ -205,5 +205,6 @@ def write_predictions(path, ids, pred: np.ndarray, task: targets.Task = targets.
     if spread is not None:
         table = pd.concat([table, pd.DataFrame(np.asarray(spread, np.float32),
                                                columns=[f"{c} spread" for c in task.columns])], axis=1)
-    table.to_csv(path, index=False, float_format="%.6f")
+    with atomic.write(path) as f:
+        table.to_csv(f, index=False, float_format="%.6f")
     return path

@@ -1,11 +1,13 @@
 """Training runs in a background thread, and the checkpoints runs leave behind.
 
 A `Run` wraps `train.fit` so that a user interface can start it, poll it (its events are recorded
-as they arrive) and stop it, without ever touching the model being trained.
+as they arrive) and stop it, without ever touching the model being trained. Its thread runs at a
+lower scheduling priority (`NICE`), so that the pages of a server it shares stay responsive.
 """
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -14,6 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from . import checkpoint, data, targets, train
+
+NICE = 10  # the training thread's niceness: the CPU goes to the pages first
 
 
 @dataclass
@@ -34,6 +38,8 @@ class Run:
         return self
 
     def _work(self):
+        if hasattr(os, "setpriority"):  # Linux: a thread's id is a schedulable task of its own
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
         try:
             result = train.fit(self.data_dir, self.config, out=self.out, stop=self.stop,
                                callback=lambda event, info: self.events.append((event, info)))

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import checkpoint, data, distributed, evaluate, neighbours, targets
+from . import atomic, checkpoint, data, distributed, evaluate, neighbours, targets
 
 SHARD = 2048  # images per part: a few seconds of work, a few MB of crops in memory
 JOB_FILE = "_job.json"
@@ -76,9 +76,8 @@ def start(out: Path, job: Job) -> None:
             raise data.DataError(f"{out}: holds parts of another job (its {', '.join(differs)} differ); "
                                  f"write to a new --out, or delete it to start again")
         return
-    tmp = path.with_name(f".{JOB_FILE}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(asdict(job), indent=1))
-    os.replace(tmp, path)
+    with atomic.write(path) as f:
+        f.write(json.dumps(asdict(job), indent=1).encode())
 
 
 def decoding(pool, galaxies: data.GalaxySet, pp: data.Preprocess, workers: int, skip_bad: bool) -> list:
@@ -141,9 +140,8 @@ def predict(model, ckpt: dict, ckpt_path, galaxies: data.GalaxySet, out, *, tta:
             table, bad = predict_shard(model, ckpt, shard_of(s), decoded, tta=tta, uncertainty=uncertainty,
                                        embedding=embedding)
             path = part_path(out, s)
-            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-            table.to_parquet(tmp, index=False)
-            os.replace(tmp, path)
+            with atomic.write(path) as f:
+                table.to_parquet(f, index=False)
             report["galaxies"] += len(table)
             report["parts"] += 1
             report["skipped"] += bad

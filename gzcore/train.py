@@ -192,18 +192,26 @@ def prepare(data_dir, cfg: TrainConfig, cache_dir=None, progress=None, teaching=
     """Open one labelled folder or several (a list), decode their crops (cached) and split them, as
     `fit` reads them. The labels are the folders' Kaggle answers, or cfg.targets of cfg.labels.
     With `cfg.teacher` every image counts, labelled or not, and the training rows learn the
-    distillation targets (`distill.soft_labels`; the teacher's pass reports to `teaching`)."""
+    distillation targets (`distill.soft_labels`; the teacher's pass reports to `teaching`). Under
+    torchrun the ranks decode the crops together (data.load_crops's `share`)."""
     if cfg.teacher:
         galaxies, task = distill.open_every_image(data_dir, skip_bad=cfg.skip_bad), targets.TREE
     else:
         galaxies, task = targets.open_labelled(data_dir, cfg.labels, cfg.targets, skip_bad=cfg.skip_bad)
-    crops, galaxies = data.load_crops(galaxies, cfg.preprocess, cache_dir=cache_dir,
-                                      skip_bad=cfg.skip_bad, progress=progress)
+    crops, galaxies = data.load_crops(galaxies, cfg.preprocess, cache_dir=cache_dir, skip_bad=cfg.skip_bad,
+                                      progress=progress, share=(distributed.rank(), distributed.world()))
+    if not len(galaxies):
+        folders = ", ".join(map(str, data_dir)) if isinstance(data_dir, (list, tuple)) else data_dir
+        skipped = galaxies.skipped
+        why = (f"all {len(skipped)} skipped, e.g. {skipped[0]}" if skipped else "no images" if cfg.teacher
+               else f"no labelled rows in {cfg.labels or data.LABELS_FILE}")
+        raise data.DataError(f"{folders}: no galaxies to train on ({why})")
     fingerprint = data.fingerprint(galaxies, cfg.preprocess)
     if cfg.teacher:
         train_idx, _ = data.split(galaxies, cfg.val_fraction, cfg.seed)
-        answers = distill.teacher_answers(cfg.teacher, crops, train_idx, fingerprint=fingerprint,
-                                          tta=cfg.teacher_tta, cache_dir=cache_dir, progress=teaching)
+        with distributed.main_first():  # rank 0 asks the teacher, the others read its cached answers
+            answers = distill.teacher_answers(cfg.teacher, crops, train_idx, fingerprint=fingerprint,
+                                              tta=cfg.teacher_tta, cache_dir=cache_dir, progress=teaching)
         galaxies.labels[train_idx] = distill.soft_labels(galaxies.labels[train_idx], answers,
                                                          cfg.crowd_weight)
     return prepared(galaxies, crops, cfg, fingerprint, task)
@@ -391,27 +399,36 @@ class Schedule:
 
 @dataclass
 class Earlier:
-    """What a resumed run takes from its checkpoint (empty for a new run). The file holds the best
-    epoch so far, which stays the best until an epoch beats it."""
+    """What a resumed run takes from its files (empty for a new run): the model, optimiser, history
+    and random streams of its last finished epoch from the resume state (`checkpoint.resume_path`;
+    without one, as runs of gzcore before it left, from the checkpoint), and from the checkpoint the
+    best epoch so far, which stays the best until an epoch beats it."""
     history: list = field(default_factory=list)
     best: float = math.inf
+    best_epoch: int | None = None
+    best_state: dict | None = None
     progress: float = 0.0
     model: torch.nn.Module | None = None
     optimizer: dict | None = None
+    streams: dict = field(default_factory=dict)
 
     @classmethod
-    def read(cls, path, cfg: TrainConfig) -> "Earlier":
-        model, ckpt = checkpoint.load(path, expect_model=cfg.model)
-        return cls(ckpt["history"], ckpt["metrics"].get("val_rmse", math.inf),
-                   ckpt.get("progress") or 0.0, model, ckpt.get("optimizer"))
+    def read(cls, out, cfg: TrainConfig) -> "Earlier":
+        out, state = Path(out), checkpoint.resume_path(out)
+        if not (out.is_file() or state.is_file()):
+            return cls()
+        best_model, best = checkpoint.load(out, expect_model=cfg.model) if out.is_file() else (None, {})
+        model, last = (checkpoint.load(state, expect_model=cfg.model) if state.is_file() else
+                       (best_model, best))
+        metrics = best.get("metrics", {})
+        return cls(last["history"], metrics.get("val_rmse", math.inf), metrics.get("epoch"),
+                   None if best_model is None else
+                   {k: v.detach().clone() for k, v in best_model.state_dict().items()},
+                   last.get("progress") or 0.0, model, last.get("optimizer"), last.get("resume") or {})
 
     @property
     def seconds(self) -> float:
         return self.history[-1]["seconds"] if self.history else 0.0
-
-    def best_state(self) -> dict | None:
-        return None if self.model is None else \
-            {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
 
 def _stopped(stop) -> bool:
@@ -492,10 +509,15 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
 
     callback(event, info) is called with event in {'data', 'teacher', 'step', 'epoch', 'done'};
     `stop` is an optional threading.Event: set it to end the run after the current batch.
-    The best model (by validation RMSE) is written to `out` after every improving epoch, and
-    the checkpoint records the device and precision the run resolved (metrics) and the batch size
-    and peak learning rate it used (train_config, see `with_batch`). With `cfg.compile` the training
-    steps run a compiled model (`Setup.compile`); validation runs the plain one.
+    The best model (by validation RMSE) is written to `out` after every improving epoch, with that
+    epoch's metrics ('epoch' names it), and the checkpoint records the device and precision the run
+    resolved (metrics) and the batch size and peak learning rate it used (train_config, see
+    `with_batch`). After every epoch the resume state (`checkpoint.resume_path(out)`: that epoch's
+    model, optimiser and random streams) is written too; a run killed at any point and restarted
+    with `resume` continues from its last finished epoch as if never stopped (same seed, threads and
+    precision: the same result), and keeps the best epoch. A run that ends (not stopped) removes
+    it; a new run (no `resume`) ignores and removes one left by an earlier run. With `cfg.compile`
+    the training steps run a compiled model (`Setup.compile`); validation runs the plain one.
     `cfg.threads` applies for the duration of the run; torch's thread count is restored after.
 
     Under torchrun (`gzcore.distributed`) every rank trains on its share of each epoch's batches
@@ -519,17 +541,28 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
         order = gen if ranks == 1 else torch.Generator().manual_seed(init_seed)
         if ranks > 1:
             gen = torch.Generator().manual_seed(init_seed + 1 + rank)
-        with distributed.main_first():  # rank 0 builds the caches, the others read them
-            prep = prepared or prepare(data_dir, cfg, cache_dir,
-                                       progress=lambda d, n: callback("data", {"done": d, "total": n}),
-                                       teaching=lambda d, n: callback("teacher", {"done": d, "total": n}))
+        prep = prepared or prepare(data_dir, cfg, cache_dir,  # the ranks share the crop cache's decoding
+                                   progress=lambda d, n: callback("data", {"done": d, "total": n}),
+                                   teaching=lambda d, n: callback("teacher", {"done": d, "total": n}))
         ran_on = {**setup.describe(), **({"ranks": ranks} if ranks > 1 else {})}
-        earlier = Earlier.read(out, cfg) if resume and out and Path(out).is_file() else Earlier()
-        history, best = earlier.history, earlier.best
+        earlier = Earlier.read(out, cfg) if resume and out else Earlier()
+        state_path = checkpoint.resume_path(out) if writes else None
+        if state_path and not resume:
+            state_path.unlink(missing_ok=True)  # an earlier run's, never to be resumed by this one
+        history, best, best_epoch = earlier.history, earlier.best, earlier.best_epoch
+        best_state = earlier.best_state
         learner = Learner.create(cfg, setup, prep, gen, model=earlier.model)
         if earlier.optimizer:
             learner.opt.load_state_dict(earlier.optimizer)
-        model, best_state, stale = learner.model, earlier.best_state(), 0
+        if earlier.streams:  # batch order, augmentation (one process), dropout, as the epoch left them
+            torch.set_rng_state(earlier.streams["torch"])
+            order.set_state(earlier.streams["order"])
+            if "cuda" in earlier.streams and setup.device.type == "cuda":
+                torch.cuda.set_rng_state(earlier.streams["cuda"], setup.device)
+            if earlier.streams.get("scaler"):
+                learner.scaler.load_state_dict(earlier.streams["scaler"])
+        model = learner.model
+        stale = len(history) - best_epoch if best_epoch else 0
         if ranks > 1:  # gradients averaged over the ranks at every step
             learner.model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[setup.device] if setup.device.type == "cuda" else None)
@@ -544,11 +577,17 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
                                  f"least one batch of {cfg.batch_size}" + (f" per rank ({ranks})" if ranks > 1 else ""))
         schedule = Schedule(cfg, len(batches), earlier.progress, earlier.seconds, setup.device)
 
-        def save(metrics):
-            checkpoint.save(out, model, preprocess=cfg.preprocess, input_size=cfg.input_size,
+        def save(metrics, path=out, **state):
+            checkpoint.save(path, model, preprocess=cfg.preprocess, input_size=cfg.input_size,
                             task=prep.task, metrics={**metrics, **ran_on}, history=history, train_config=_jsonable(cfg),
                             optimizer=learner.opt, progress=min(schedule.progress, 1.0),
-                            data_fingerprint=prep.fingerprint)
+                            data_fingerprint=prep.fingerprint, **state)
+
+        def streams() -> dict:
+            """The random generators' states and the loss scale, for the resume state."""
+            cuda = {"cuda": torch.cuda.get_rng_state(setup.device)} if setup.device.type == "cuda" else {}
+            return {"torch": torch.get_rng_state(), "order": order.get_state(),
+                    "scaler": learner.scaler.state_dict(), **cuda}
 
         # unpinned on a CPU: each epoch computes with the cores other processes left free in the last
         free = threads.FreeCores() if cfg.threads is None and setup.device.type == "cpu" else None
@@ -564,12 +603,14 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
                             "val_rmse": val_rmse, "lr": learner.opt.param_groups[0]["lr"],
                             "seconds": schedule.elapsed(), "images": seen * ranks, "threads": used})
             if val_rmse < best or math.isnan(best):
-                best, stale = val_rmse, 0
+                best, best_epoch, stale = val_rmse, epoch + 1, 0
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 if writes:
                     save({"val_rmse": val_rmse, "epoch": epoch + 1})
             else:
                 stale += 1
+            if writes:  # after the best: a crash between the two resumes this epoch, keeping its best
+                save({"val_rmse": val_rmse, "epoch": epoch + 1}, state_path, resume=streams())
             if swa is not None and schedule.progress > 1 - cfg.swa:
                 swa.update_parameters(model)
             callback("epoch", dict(history[-1], best_val_rmse=best))
@@ -580,11 +621,12 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
             averaged = {"swa_epochs": int(swa.n_averaged),
                         "swa_val_rmse": validate(swa.module, prep, cfg.input_size, setup.device)}
             if averaged["swa_val_rmse"] < best:
-                best = averaged["swa_val_rmse"]
+                best, best_epoch = averaged["swa_val_rmse"], None
                 best_state = {k: v.detach().clone() for k, v in swa.module.state_dict().items()}
         if best_state is not None:
             model.load_state_dict(best_state)
-        result = {"val_rmse": best, **averaged, "epochs": len(history), "train_images": len(prep.train_idx),
+        result = {"val_rmse": best, "best_epoch": best_epoch, **averaged, "epochs": len(history),
+                  "train_images": len(prep.train_idx),
                   "val_images": len(prep.val_idx), **ran_on, "skipped": prep.skipped,
                   "history": history}
         if len(prep.val_idx) and cfg.tta:
@@ -595,9 +637,11 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
             result["val_accuracy"] = evaluate.accuracy(pred, prep.galaxies.labels[prep.val_idx, 0])
         result["seconds"] = time.time() - started
         if writes:
-            save({k: result[k] for k in ("val_rmse", "val_rmse_tta", "val_accuracy", "swa_epochs",
-                                         "swa_val_rmse", "epochs", "seconds", "train_images", "val_images")
-                  if k in result})
+            save({"epoch": best_epoch, **{k: result[k] for k in (
+                "val_rmse", "val_rmse_tta", "val_accuracy", "swa_epochs", "swa_val_rmse", "epochs", "seconds",
+                "train_images", "val_images") if k in result}})
+            if not _stopped(stop):  # ended: nothing left to resume
+                state_path.unlink(missing_ok=True)
         callback("done", dict(result))
         learner.model = model  # the DDP wrapper goes before its process group
         distributed.finish(joined)

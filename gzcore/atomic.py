@@ -1,0 +1,31 @@
+"""Atomic writes of result files (checkpoints, prediction tables, Parquet parts): a crash or a failed
+write mid-way leaves the previous file as it was, never a partial one that is later read as good."""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def write(path):
+    """A binary file to write `path` through: a temporary file beside it (`.NAME.tmpPID`), flushed
+    and synced to disk, then renamed over `path` when the block ends without error (and the folder
+    synced, so that the rename survives a power cut). On error it is removed and `path` unchanged."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
