@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from . import data, evaluate, models, neighbours, targets, tree
+from . import atomic, data, evaluate, models, neighbours, targets, tree
 
 LOW_REACH = 0.5        # questions reached by fewer than half of the volunteers are shown greyed
 CONFIDENT = 0.8        # "crowd-confident": top conditional answer at least this
@@ -243,9 +243,8 @@ def build(galaxies: data.GalaxySet, crops, model, ckpt: dict, ckpt_path, cache_d
         outputs = pd.DataFrame(pred, columns=list(task.columns))
         if spread is not None:
             outputs[[col(c, "spread") for c in task.columns]] = spread
-        path.parent.mkdir(parents=True, exist_ok=True)
-        outputs.to_parquet(path.with_suffix(".tmp"))
-        path.with_suffix(".tmp").replace(path)
+        with atomic.write(path) as f:  # two sessions may compute it at once
+            outputs.to_parquet(f)
     truth = None if galaxies.labels is None else task.comparable(galaxies.labels)
     table = evaluate.predictions_table(galaxies.ids, outputs[list(task.columns)].to_numpy(), truth,
                                        task.columns)
@@ -260,9 +259,8 @@ def embeddings(galaxies: data.GalaxySet, crops, model, ckpt: dict, ckpt_path, ca
     if path.is_file():
         return np.load(path)
     emb = neighbours.embed(model, crops, ckpt["input_size"], progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path.with_suffix(".tmp.npy"), emb)
-    path.with_suffix(".tmp.npy").replace(path)
+    with atomic.write(path) as f:
+        np.save(f, emb)
     return emb
 
 

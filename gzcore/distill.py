@@ -9,12 +9,11 @@ student sees. `train.fit` runs it: a `TrainConfig` with `teacher` set (see `trai
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, data, evaluate, tree
+from . import atomic, checkpoint, data, evaluate, tree
 
 
 def open_every_image(folders, skip_bad: bool = False) -> data.GalaxySet:
@@ -49,9 +48,8 @@ def teacher_answers(teacher, crops, index, *, fingerprint: str, tta: bool = True
     model, ckpt = checkpoint.load(teacher)
     answers = evaluate.predict(model, crops, ckpt["input_size"], tta=tta, index=index, progress=progress)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".{cache.name}.tmp{os.getpid()}.npy")
-    np.save(tmp, answers)
-    os.replace(tmp, cache)
+    with atomic.write(cache) as f:
+        np.save(f, answers)
     return answers
 
 
