@@ -267,6 +267,9 @@ def cmd_evaluate(args):
 
 def cmd_predict(args):
     _check_out(args.out, folder=args.out.suffix == ".parquet")
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     if args.out.suffix == ".parquet" or not args.data.is_dir():
         return _predict_survey(args)
     if distributed.launched():
@@ -480,6 +483,9 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--shard", type=int, default=survey.SHARD,
                     help=f"images per Parquet part (default {survey.SHARD})")
     pr.add_argument("--device", default="cpu", help="cpu (default), cuda or auto (Parquet output only)")
+    pr.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: one per core); on a machine other work keeps "
+                    "busy, 1 per busy core fewer (two threads waiting on a taken core cost ~3x)")
     pr.set_defaults(func=cmd_predict)
 
     d = sub.add_parser("distill", help="train one student on a teacher's answers (with TTA) over "

@@ -26,15 +26,23 @@ from pathlib import Path
 
 import numpy as np
 import simplejpeg
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from . import fits, tree
 
 IMAGE_DIRS = ("images_training_rev1", "images_test_rev1")
 LABELS_FILE = "training_solutions_rev1.csv"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", *fits.SUFFIXES)
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: 16-bit and transparent images decoded anew (see _rgb)
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated JPEG is an error, never silently grey
+# The most pixels (width x height) an image may have; larger ones are refused from their header,
+# before decoding. Galaxy Zoo images are 424 x 424 (0.18 Mpx) and survey cutouts a few hundred px
+# a side, of which a model sees a central crop; 40 Mpx (6324 px square) is 200 times that. Decoding
+# one costs up to 0.3 GB a worker (RGBA, then RGB), where a 10000 px square PNG costs 1.1 GB and a
+# "decompression bomb" (a small file declaring 30000 x 30000) far more. It is below Pillow's own
+# warning limit (89 Mpx), so an image gzcore accepts never makes Pillow warn.
+MAX_PIXELS = 40_000_000
+UNKNOWN = ("", "nan", "NaN", "NA")  # label cells that mean "unknown" (NaN), in every labels CSV
 
 
 class DataError(ValueError):
@@ -93,42 +101,72 @@ class GalaxySet:
                    [s for g in sets for s in g.skipped])
 
 
+def read_table(csv_path: Path, columns=()):
+    """A CSV's cells as strings (a DataFrame) under its header as the file spells it; a UTF-8 BOM
+    (Excel writes one) and Windows line endings are fine. Raises DataError naming the file for one
+    that is no CSV, a row longer than the header (the line), no rows, and a column of `columns`
+    (those the caller reads) that is there twice or only spelt otherwise (case, spaces): pandas
+    would rename the second copy, and the caller would miss the misspelt one."""
+    import pandas as pd
+
+    try:
+        cells = pd.read_csv(csv_path, header=None, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except Exception as e:  # pandas raises many types for malformed files
+        raise DataError(f"{csv_path}: cannot be read as CSV ({' '.join(str(e).split())})") from e
+    header = list(cells.iloc[0])
+    table = cells.iloc[1:].set_axis(header, axis=1).reset_index(drop=True)
+    if table.empty:
+        raise DataError(f"{csv_path}: no rows below its header")
+    for name in columns:
+        if header.count(name) > 1:
+            raise DataError(f"{csv_path}: column {name!r} appears {header.count(name)} times; keep one")
+        spelt = [c for c in header if c.strip().casefold() == name.casefold()]
+        if name not in header and spelt:
+            raise DataError(f"{csv_path}: column {spelt[0]!r} should be spelt {name!r}")
+    return table
+
+
+def parse_id(text: str) -> int | None:
+    """The GalaxyID `text` (a file name's stem, a CSV cell) spells: ASCII digits, read exactly (SDSS
+    objIDs, ~1.2e18, are beyond float64's integers) and within int64; None for anything else."""
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() and int(text) < 2 ** 63 else None
+
+
 def read_labels(csv_path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read and check a Kaggle solutions CSV: (GalaxyIDs int64, weighted labels float32 (N, 37)).
 
     The CSV may hold any subset of the 37 answer columns (labels from another campaign): absent
-    columns and empty cells are unknown, NaN in the result, never 0. Raises DataError naming the row
-    for a missing GalaxyID column, bad numbers, values out of [0, 1] or known answers that break the
-    decision tree's sums.
-    """
+    columns and `UNKNOWN` cells (empty, NaN) are unknown, NaN in the result, never 0. Raises
+    DataError naming the file and, where it is one, the row: see `read_table`, and a missing
+    GalaxyID column, ids that are no image's name or appear twice, bad numbers, values out of
+    [0, 1] or known answers that break the decision tree's sums."""
     import pandas as pd
 
     csv_path = Path(csv_path)
-    try:
-        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    except Exception as e:  # pandas raises many types for malformed files
-        raise DataError(f"{csv_path}: cannot be read as CSV ({e})") from e
+    df = read_table(csv_path, ("GalaxyID", *tree.COLUMNS))
     present = [c for c in tree.COLUMNS if c in df.columns]
     if "GalaxyID" not in df.columns or not present:
         raise DataError(f"{csv_path}: expected GalaxyID and answer columns (any of Class1.1…Class11.6); "
                         f"found {', '.join(df.columns[:6])}{' …' if len(df.columns) > 6 else ''}")
     cells = df[present].apply(lambda c: c.str.strip())
     values = cells.apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
-    not_number = np.isnan(values) & (cells != "").to_numpy()
+    not_number = np.isnan(values) & ~cells.isin(UNKNOWN).to_numpy()
     if not_number.any():
         i, j = np.argwhere(not_number)[0]
         raise DataError(f"{csv_path}, line {i + 2}: {present[j]} {cells.iat[i, j]!r} is not a number")
-    ids = pd.to_numeric(df["GalaxyID"], errors="coerce")
-    bad_id = np.flatnonzero(ids.isna().to_numpy())
-    if len(bad_id):
-        i = bad_id[0]
-        raise DataError(f"{csv_path}, line {i + 2}: GalaxyID {df['GalaxyID'].iloc[i]!r} is not a number")
-    if ids.duplicated().any():
-        dup = int(ids[ids.duplicated()].iloc[0])
-        raise DataError(f"{csv_path}: GalaxyID {dup} appears more than once")
+    ids = [parse_id(v) for v in df["GalaxyID"]]
+    if None in ids:
+        i = ids.index(None)
+        raise DataError(f"{csv_path}, line {i + 2}: GalaxyID {df['GalaxyID'][i]!r} is not a number "
+                        f"naming an image (<GalaxyID>.jpg: digits only, below 2^63)")
+    ids = np.array(ids, dtype=np.int64)
+    again = pd.Series(ids).duplicated().to_numpy()
+    if again.any():
+        i = int(again.argmax())
+        raise DataError(f"{csv_path}, line {i + 2}: GalaxyID {ids[i]} appears more than once")
     labels = np.full((len(df), tree.N_ANSWERS), np.nan)
     labels[:, [tree.COLUMN_INDEX[c] for c in present]] = values
-    ids = ids.to_numpy(dtype=np.int64)
     problems = tree.check_labels(labels, ids=ids, unknown_ok=True)
     if problems:
         first = problems[0]
@@ -175,26 +213,50 @@ def open_folder(root, labels: bool | None = None, skip_bad: bool = False) -> Gal
 
 
 def images_of(root) -> GalaxySet:
-    """Every image of a folder (the Kaggle image folder, or the folder itself), without labels.
-    The id is the file name's numeric stem (`<id>.jpg`, `.png`, `.fits`); others get their position."""
-    root = Path(root)
-    return unlabelled(root, sorted(p for p in find_images(root).iterdir() if image_stem(p) is not None))
+    """Every image of a folder (the Kaggle image folder, or the folder itself), without labels,
+    ids as `unlabelled` gives them."""
+    folder = find_images(root)
+    paths = sorted(p for p in folder.iterdir() if image_stem(p) is not None)
+    if not paths:
+        raise DataError(f"{folder}: no images (<GalaxyID>.jpg, .png or .fits files)")
+    return unlabelled(root, paths)
+
+
+def file_id(path: Path) -> int | None:
+    """The GalaxyID an image file's name gives (`123.jpg` -> 123), None for a name that is no id."""
+    return parse_id(image_stem(path) or "")
 
 
 def unlabelled(root, paths: list[Path]) -> GalaxySet:
-    """Image files as galaxies without labels: the id is the file name's numeric stem, else the
-    file's position."""
-    stems = [image_stem(p) for p in paths]
-    ids = np.array([int(s) if s and s.isdigit() else k for k, s in enumerate(stems)], dtype=np.int64)
-    return GalaxySet(Path(root), ids, list(paths), None, [])
+    """Image files as galaxies without labels. The id is the number a file is named by; a file not
+    named by a number has its position in `paths`, or where a name holds that number, the next one
+    up that no other file has (so a stray `notes.png` never takes the id of `3.jpg`). A number that
+    names two files (`1.jpg`, `1.png`, `01.fits`) is an error naming both."""
+    named = [file_id(p) for p in paths]
+    first: dict[int, int] = {}  # number -> the first file named by it
+    for k, i in enumerate(named):
+        if i is not None and first.setdefault(i, k) != k:
+            raise DataError(f"{paths[first[i]]} and {paths[k]} both have GalaxyID {i}: "
+                            f"rename or remove one")
+    ids, taken = [], set(first)
+    for k, i in enumerate(named):
+        if i is None:
+            i = k
+            while i in taken:
+                i += 1
+            taken.add(i)
+        ids.append(i)
+    return GalaxySet(Path(root), np.array(ids, dtype=np.int64), list(paths), None, [])
 
 
 def with_labels(images: GalaxySet, ids: np.ndarray, labels: np.ndarray,
                 skip_bad: bool = False) -> GalaxySet:
-    """The labelled rows (ids, labels) joined to their images, in the labels' order. A row
-    without an image is an error naming it, or with `skip_bad` a skipped row."""
-    row_of = {int(i): k for k, i in enumerate(images.ids)}
-    found = np.array([int(i) in row_of for i in ids])
+    """The labelled rows (ids, labels) joined to their images, in the labels' order: a row's image
+    is the file named by its id (never one numbered by its position). A row without an image is an
+    error naming it, or with `skip_bad` a skipped row; an image without a row is left out."""
+    row_of = {int(i): k for k, (i, path) in enumerate(zip(images.ids, images.paths))
+              if file_id(path) is not None}
+    found = np.array([int(i) in row_of for i in ids], dtype=bool)
     skipped = list(images.skipped)
     if not found.all():
         folder = find_images(images.root)
@@ -278,31 +340,69 @@ def _roi_box(image: Image.Image, min_side: float, pad: float) -> tuple[float, fl
 
 
 def _read_rgb(path: Path, pp: Preprocess) -> Image.Image:
-    """The image in mode RGB. JPEGs are decoded by libjpeg-turbo (simplejpeg) at the smallest DCT
-    scale (k/8 of full size) that still gives the crop `pp.size` pixels, which skips most of the
-    work of a full decode; FITS files are rendered by `fits.to_rgb` (Lupton asinh, as Galaxy Zoo
-    renders DECaLS); other formats, and JPEGs simplejpeg refuses, go through Pillow."""
+    """The image in mode RGB. JPEGs are decoded by libjpeg-turbo (`_jpeg`); FITS files are rendered
+    by `fits.to_rgb` (Lupton asinh, as Galaxy Zoo renders DECaLS); other formats, and JPEGs
+    simplejpeg refuses, go through Pillow (`_rgb`). An image of more than `MAX_PIXELS` is refused
+    from its header, before it is decoded."""
     if path.name.lower().endswith(fits.SUFFIXES):
         try:
-            return Image.fromarray(fits.to_rgb(fits.read(path)))
+            return Image.fromarray(fits.to_rgb(fits.read(path, max_pixels=MAX_PIXELS)))
         except fits.FitsError as e:  # its message names the file
             raise DataError(str(e)) from e
     try:
         blob = path.read_bytes()
-        if blob[:3] == b"\xff\xd8\xff":
-            try:
-                width, height, _, _ = simplejpeg.decode_jpeg_header(blob)
-                side = math.ceil(pp.size * 424 / pp.crop_px)  # wanted size of the short side
-                short = min(width, height)
-                return Image.fromarray(simplejpeg.decode_jpeg(
-                    blob, "RGB", min_width=math.ceil(side * width / short),
-                    min_height=math.ceil(side * height / short)))
-            except ValueError:
-                pass  # CMYK, lossless, or broken: Pillow decodes it or says what is wrong
-        with Image.open(io.BytesIO(blob)) as img:
-            return img.convert("RGB")
+        if not blob:
+            raise DataError(f"{path}: empty file (0 bytes)")
+        image = _jpeg(path, blob, pp) if blob[:3] == b"\xff\xd8\xff" else None
+        if image is None:
+            with Image.open(io.BytesIO(blob)) as img:  # reads the header only
+                _check_size(path, *img.size)
+                image = _rgb(img)
+        return image
+    except DataError:
+        raise
+    except Image.DecompressionBombError as e:  # Image.open refuses twice its own limit
+        raise DataError(f"{path}: more than the {MAX_PIXELS:,} pixels that gzcore decodes ({e})") from e
+    except UnidentifiedImageError as e:  # its message names a BytesIO
+        raise DataError(f"{path}: cannot decode image (not a JPEG, PNG or other format Pillow reads)") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path}: cannot decode image ({e})") from e
+
+
+def _check_size(path: Path, width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise DataError(f"{path}: {width}x{height} pixels, more than the {MAX_PIXELS:,} that gzcore "
+                        f"decodes (a decompression bomb, or a mosaic to cut into cutouts first)")
+
+
+def _jpeg(path: Path, blob: bytes, pp: Preprocess) -> Image.Image | None:
+    """A JPEG decoded by simplejpeg at the smallest DCT scale (k/8 of full size) that still gives
+    the crop `pp.size` pixels, which skips most of the work of a full decode; None for one it
+    refuses (CMYK, lossless, broken: Pillow decodes it or says what is wrong)."""
+    try:
+        width, height, _, _ = simplejpeg.decode_jpeg_header(blob)
+    except ValueError:
+        return None
+    _check_size(path, width, height)
+    short = min(width, height)
+    if short < 1:
+        return None
+    side = math.ceil(pp.size * 424 / pp.crop_px)  # wanted size of the short side
+    try:
+        return Image.fromarray(simplejpeg.decode_jpeg(blob, "RGB", min_width=math.ceil(side * width / short),
+                                                      min_height=math.ceil(side * height / short)))
+    except ValueError:
+        return None
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    """A Pillow image in mode RGB: 16-bit grey scaled to 8 bits (`convert` would clip it to white),
+    transparent pixels black, the sky (`convert` would keep the colour under them)."""
+    if image.mode.startswith("I;16"):
+        image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
+    if image.has_transparency_data:
+        image = Image.alpha_composite(Image.new("RGBA", image.size, (0, 0, 0, 255)), image.convert("RGBA"))
+    return image.convert("RGB")
 
 
 def decode(path: Path, pp: Preprocess) -> np.ndarray:

@@ -22,7 +22,6 @@ Zoo's own rendering of it (tests/test_fits.py writes the two side by side).
 """
 from __future__ import annotations
 
-import gzip
 import io
 import warnings
 import zlib
@@ -124,10 +123,12 @@ def _data_bytes(header) -> int:
         int(header.get("PCOUNT", 0)) + count)
 
 
-def _open(blob: bytes, name) -> list[tuple[np.ndarray, list[str]]]:
+def _open(blob: bytes, name, max_pixels: int | None) -> list[tuple[np.ndarray, list[str]]]:
     """The image planes (and their band names) of a FITS file held in memory, after checking that
     every HDU's data is all there: astropy only warns of a truncated file, then fails on reading
-    its data with "cannot reshape array" or "buffer is too small", which names nothing."""
+    its data with "cannot reshape array" or "buffer is too small", which names nothing. An image
+    with an axis of length 0 has no data (FITS standard 4.4.1); one whose planes have more than
+    `max_pixels` is refused before its data is read."""
     from astropy.io import fits as afits
 
     with warnings.catch_warnings():
@@ -141,9 +142,15 @@ def _open(blob: bytes, name) -> list[tuple[np.ndarray, list[str]]]:
                 if end > len(blob):
                     raise FitsError(f"{name}: truncated: HDU {k}'s data needs {end:,} bytes, the file "
                                     f"has {len(blob):,} (an interrupted download? fetch it again)")
-                if hdu.is_image and hdu.data is not None:
-                    planes = _planes(hdu.data, raw["BITPIX"] < 0, f"{name}, HDU {k}")
-                    images.append((planes, _band_names(hdu.header, len(planes))))
+                naxis = int(hdu.header.get("NAXIS", 0))
+                axes = [int(hdu.header.get(f"NAXIS{n}", 0)) for n in range(1, naxis + 1)]
+                if not hdu.is_image or not axes or 0 in axes:
+                    continue
+                if max_pixels and len(axes) > 1 and axes[0] * axes[1] > max_pixels:
+                    raise FitsError(f"{name}, HDU {k}: {axes[0]}x{axes[1]} pixels, more than the "
+                                    f"{max_pixels:,} allowed")
+                planes = _planes(hdu.data, raw["BITPIX"] < 0, f"{name}, HDU {k}")
+                images.append((planes, _band_names(hdu.header, len(planes))))
             return images
 
 
@@ -158,19 +165,21 @@ def _planes(data: np.ndarray, floating: bool, where: str) -> np.ndarray:
     return planes
 
 
-def read(path) -> Cutout:
-    """All the bands of a FITS file (one cube, or one image per HDU), as a `Cutout`."""
+def read(path, max_pixels: int | None = None) -> Cutout:
+    """All the bands of a FITS file (one cube, or one image per HDU), as a `Cutout`. With
+    `max_pixels`, bands of more pixels are refused from the header, and a .fits.gz as soon as it
+    unpacks to more than 16 bytes for each pixel allowed (4 float32 bands): a gzip bomb."""
     path = Path(path)
     try:
         blob = path.read_bytes()
         if blob[:2] == b"\x1f\x8b":  # .fits.gz
-            blob = gzip.decompress(blob)
+            blob = _gunzip(blob, path, max_pixels and 16 * max_pixels)
     except (OSError, EOFError, zlib.error) as e:
         raise FitsError(f"{path}: cannot read ({e})") from e
     if not blob.startswith(b"SIMPLE  ="):
         raise FitsError(f"{path}: not a FITS file (it does not begin with the SIMPLE card)")
     try:
-        images = _open(blob, path)
+        images = _open(blob, path, max_pixels)
     except FitsError:
         raise
     except Exception as e:  # astropy raises many types for damaged headers
@@ -185,6 +194,18 @@ def read(path) -> Cutout:
     if np.isnan(pixels).all():
         raise FitsError(f"{path}: every pixel is missing (NaN or 0): outside the survey?")
     return Cutout(pixels, tuple(b for _, names in images for b in names))
+
+
+def _gunzip(blob: bytes, path: Path, limit: int | None) -> bytes:
+    """A gzip file's content; with `limit`, one that unpacks to more bytes is refused (a bomb)."""
+    unpack = zlib.decompressobj(wbits=31)  # the gzip format
+    out = unpack.decompress(blob, limit + 1 if limit else 0)
+    if limit and len(out) > limit:
+        raise FitsError(f"{path}: unpacks to more than {limit:,} bytes, more than a FITS file of the "
+                        f"pixels allowed")
+    if not unpack.eof:
+        raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+    return out
 
 
 def write(path, pixels: np.ndarray, bands: str, **header) -> Path:

@@ -114,10 +114,7 @@ def read(csv_path, targets=(), task: Task | None = None) -> tuple[np.ndarray, np
 
     csv_path = Path(csv_path)
     targets = list(task.label_columns if task else targets)
-    try:
-        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    except Exception as e:  # pandas raises many types for malformed files
-        raise DataError(f"{csv_path}: cannot be read as CSV ({e})") from e
+    df = data.read_table(csv_path, targets)
     if not targets:
         raise DataError(f"{csv_path}: name at least one target column (--target)")
     missing = [t for t in targets if t not in df.columns[1:]]
@@ -126,7 +123,7 @@ def read(csv_path, targets=(), task: Task | None = None) -> tuple[np.ndarray, np
                         f"{', '.join(df.columns[1:][:20])}")
     ids = _ids(df.iloc[:, 0], csv_path)
     cells = df[targets].apply(lambda c: c.str.strip())
-    unknown = cells.isin(["", "nan", "NaN", "NA"]).to_numpy()
+    unknown = cells.isin(data.UNKNOWN).to_numpy()
     values = cells.apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
     text = np.isnan(values) & ~unknown
     if task is not None and task.kind == "classification":
@@ -160,14 +157,13 @@ def _class_indices(names, unknown, classes, csv_path: Path) -> np.ndarray:
 
 
 def _ids(column, csv_path: Path) -> np.ndarray:
-    """The first column as int64 ids, read exactly (SDSS objIDs are ~1.2e18, beyond float64)."""
-    ids = []
-    for line, value in enumerate(column, start=2):
-        try:
-            ids.append(int(value.strip()))
-        except ValueError:
-            raise DataError(f"{csv_path}, line {line}: id {value!r} is not an integer (the first "
-                            f"column names each image: <id>.jpg, .png or .fits)") from None
+    """The first column as int64 ids (`data.parse_id`: read exactly, as image names are)."""
+    ids = [data.parse_id(value) for value in column]
+    if None in ids:
+        i = ids.index(None)
+        raise DataError(f"{csv_path}, line {i + 2}: id {column.iloc[i]!r} is not an integer naming "
+                        f"an image (the first column names each image: <id>.jpg, .png or .fits; digits "
+                        f"only, below 2^63)")
     ids = np.array(ids, dtype=np.int64)
     values, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
