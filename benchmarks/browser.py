@@ -41,21 +41,25 @@ def server(env: dict, timeout: float = 60):
                             cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     try:
-        deadline = time.time() + timeout
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
-                break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"streamlit did not start: {proc.stdout.read1().decode()[-2000:]}")
-                time.sleep(0.2)
-        url = URL(f"http://127.0.0.1:{port}")
+        deadline, url = time.time() + timeout, URL(f"http://127.0.0.1:{port}")
+        while not healthy(url):
+            if time.time() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"streamlit did not start: {proc.stdout.read1().decode()[-2000:]}")
+            time.sleep(0.2)
         url.pid = proc.pid
         yield url
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def healthy(url: str) -> bool:
+    """Whether the server at `url` answers its health check."""
+    try:
+        urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
+        return True
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
