@@ -175,12 +175,12 @@ def test_a_predictions_table_deep_link_browses_it_and_opens_a_galaxy(page, url, 
     page.screenshot(path=SHOTS / "predictions-galaxy.png")
 
 
-def test_a_public_demo_refuses_a_deep_link_outside_its_roots(dashboard_env, tmp_path):
+def test_a_public_demo_refuses_a_deep_link_outside_its_roots(page, dashboard_env, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "123.jpg").write_bytes((ROOT / "checkpoints" / "README.md").read_bytes()[:10])
     env = {**dashboard_env, "GZ_PUBLIC": "1", "GZ_CACHE": str(tmp_path / "cache")}
-    with server(env) as base, chromium() as page:
+    with server(env) as base:  # a second server, seen through the module's browser (one Playwright per thread)
         goto(page, f"{base}/{navigation.BROWSE.url_path}?{urlencode({'data': str(outside)})}", "galaxies match")
         assert page.get_by_text("the data chosen is not available here").count() == 1
         assert page.get_by_text("96 of 96 galaxies match").count() == 1  # the default data, not the link's
