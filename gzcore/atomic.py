@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from pathlib import Path
+
+
+def temporary(path: Path) -> Path:
+    """The temporary file `write` uses for `path`: named after this host and process, so that a
+    dead process's leftovers can be told apart (gzcore.data removes its cache's)."""
+    return path.with_name(f"{path.name}.tmp.{socket.gethostname()}.{os.getpid()}")
 
 
 @contextlib.contextmanager
 def write(path):
-    """A binary file to write `path` through: a temporary file beside it (`.NAME.tmpPID`), flushed
+    """A binary file to write `path` through: a temporary file beside it (`temporary`), flushed
     and synced to disk, then renamed over `path` when the block ends without error (and the folder
     synced, so that the rename survives a power cut). On error it is removed and `path` unchanged."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = temporary(path)
     try:
         with open(tmp, "wb") as f:
             yield f

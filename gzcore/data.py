@@ -28,7 +28,7 @@ import numpy as np
 import simplejpeg
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from . import fits, tree
+from . import atomic, fits, tree
 
 IMAGE_DIRS = ("images_training_rev1", "images_test_rev1")
 LABELS_FILE = "training_solutions_rev1.csv"
@@ -598,21 +598,13 @@ def _member(path: Path, name: str) -> np.ndarray:
 
 
 def _write_whole(path: Path, write) -> None:
-    """Write `path` whole or not at all: `write(file)` into a temporary file named after this host
-    and process (`_remove_stale` removes a dead process's), synced to disk, then renamed."""
-    tmp = path.with_name(f"{path.name}.tmp.{socket.gethostname()}.{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write `path` whole or not at all through `write(file)` (gzcore.atomic)."""
+    with atomic.write(path) as f:
+        write(f)
 
 
 def _remove_stale(folder: Path, prefix: str) -> None:
-    """Remove the temporary files of `_write_whole` left in `folder` by processes of this host that
+    """Remove the temporary files of `_write_whole` (atomic.temporary) left in `folder` by processes of this host that
     no longer run (killed with SIGKILL, or the machine went down)."""
     host = socket.gethostname()
     for tmp in folder.glob(f"{prefix}*.tmp.*"):
