@@ -10,17 +10,39 @@ from pathlib import Path
 
 def temporary(path: Path) -> Path:
     """The temporary file `write` uses for `path`: named after this host and process, so that a
-    dead process's leftovers can be told apart (gzcore.data removes its cache's)."""
+    dead process's leftovers can be told apart (`remove_stale`)."""
     return path.with_name(f"{path.name}.tmp.{socket.gethostname()}.{os.getpid()}")
+
+
+def remove_stale(folder: Path, prefix: str) -> None:
+    """Remove the temporary files (`temporary`) of names starting with `prefix` left in `folder` by
+    processes of this host that no longer run (killed with SIGKILL, or the machine went down)."""
+    host = socket.gethostname()
+    for tmp in Path(folder).glob(f"{prefix}*.tmp.*"):
+        owner, _, pid = tmp.name.split(".tmp.", 1)[1].rpartition(".")
+        if owner == host and pid.isdigit() and not _running(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        pass
+    return True
 
 
 @contextlib.contextmanager
 def write(path):
     """A binary file to write `path` through: a temporary file beside it (`temporary`), flushed
     and synced to disk, then renamed over `path` when the block ends without error (and the folder
-    synced, so that the rename survives a power cut). On error it is removed and `path` unchanged."""
+    synced, so that the rename survives a power cut). On error it is removed and `path` unchanged;
+    a killed process's leftover for `path` is removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path.parent, path.name)
     tmp = temporary(path)
     try:
         with open(tmp, "wb") as f:

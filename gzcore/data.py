@@ -18,7 +18,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import zipfile
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -339,43 +338,46 @@ def _roi_box(image: Image.Image, min_side: float, pad: float) -> tuple[float, fl
     return side / 2 - half, side / 2 + half
 
 
-def _read_rgb(path: Path, pp: Preprocess) -> Image.Image:
+def read_rgb(path: Path, pp: Preprocess, blob: bytes | None = None,
+             max_pixels: int | None = None) -> Image.Image:
     """The image in mode RGB. JPEGs are decoded by libjpeg-turbo (`_jpeg`); FITS files are rendered
     by `fits.to_rgb` (Lupton asinh, as Galaxy Zoo renders DECaLS); other formats, and JPEGs
-    simplejpeg refuses, go through Pillow (`_rgb`). An image of more than `MAX_PIXELS` is refused
-    from its header, before it is decoded."""
+    simplejpeg refuses, go through Pillow (`_rgb`). An image of more than `max_pixels` (default
+    `MAX_PIXELS`) is refused from its header, before it is decoded. `blob`: the file's bytes when
+    they are already in memory (an upload; `path` then only names it)."""
+    limit = max_pixels or MAX_PIXELS
     if path.name.lower().endswith(fits.SUFFIXES):
         try:
-            return Image.fromarray(fits.to_rgb(fits.read(path, max_pixels=MAX_PIXELS)))
+            return Image.fromarray(fits.to_rgb(fits.read(path, max_pixels=limit, blob=blob)))
         except fits.FitsError as e:  # its message names the file
             raise DataError(str(e)) from e
     try:
-        blob = path.read_bytes()
+        blob = path.read_bytes() if blob is None else blob
         if not blob:
             raise DataError(f"{path}: empty file (0 bytes)")
-        image = _jpeg(path, blob, pp) if blob[:3] == b"\xff\xd8\xff" else None
+        image = _jpeg(path, blob, pp, limit) if blob[:3] == b"\xff\xd8\xff" else None
         if image is None:
             with Image.open(io.BytesIO(blob)) as img:  # reads the header only
-                _check_size(path, *img.size)
+                _check_size(path, *img.size, limit)
                 image = _rgb(img)
         return image
     except DataError:
         raise
     except Image.DecompressionBombError as e:  # Image.open refuses twice its own limit
-        raise DataError(f"{path}: more than the {MAX_PIXELS:,} pixels that gzcore decodes ({e})") from e
+        raise DataError(f"{path}: more than the {limit:,} pixels that gzcore decodes ({e})") from e
     except UnidentifiedImageError as e:  # its message names a BytesIO
         raise DataError(f"{path}: cannot decode image (not a JPEG, PNG or other format Pillow reads)") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path}: cannot decode image ({e})") from e
 
 
-def _check_size(path: Path, width: int, height: int) -> None:
-    if width * height > MAX_PIXELS:
-        raise DataError(f"{path}: {width}x{height} pixels, more than the {MAX_PIXELS:,} that gzcore "
+def _check_size(path: Path, width: int, height: int, limit: int) -> None:
+    if width * height > limit:
+        raise DataError(f"{path}: {width}x{height} pixels, more than the {limit:,} that gzcore "
                         f"decodes (a decompression bomb, or a mosaic to cut into cutouts first)")
 
 
-def _jpeg(path: Path, blob: bytes, pp: Preprocess) -> Image.Image | None:
+def _jpeg(path: Path, blob: bytes, pp: Preprocess, limit: int) -> Image.Image | None:
     """A JPEG decoded by simplejpeg at the smallest DCT scale (k/8 of full size) that still gives
     the crop `pp.size` pixels, which skips most of the work of a full decode; None for one it
     refuses (CMYK, lossless, broken: Pillow decodes it or says what is wrong)."""
@@ -383,7 +385,7 @@ def _jpeg(path: Path, blob: bytes, pp: Preprocess) -> Image.Image | None:
         width, height, _, _ = simplejpeg.decode_jpeg_header(blob)
     except ValueError:
         return None
-    _check_size(path, width, height)
+    _check_size(path, width, height, limit)
     short = min(width, height)
     if short < 1:
         return None
@@ -407,7 +409,11 @@ def _rgb(image: Image.Image) -> Image.Image:
 
 def decode(path: Path, pp: Preprocess) -> np.ndarray:
     """One image file -> uint8 crop (size, size, channels)."""
-    image = _read_rgb(path, pp)
+    return crop_of(read_rgb(path, pp), pp)
+
+
+def crop_of(image: Image.Image, pp: Preprocess) -> np.ndarray:
+    """An RGB image (`read_rgb`) -> uint8 crop (size, size, channels)."""
     w, h = image.size
     side = min(h, w)  # non-square: take the central square
     if w != h:
@@ -442,8 +448,11 @@ def fingerprint(galaxies: GalaxySet, pp: Preprocess) -> str:
     in checkpoints as the data fingerprint."""
     h = hashlib.sha1(json.dumps([CACHE_VERSION, asdict(pp)]).encode())
     for p in galaxies.paths:
-        st = p.stat()
-        h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        try:
+            st = p.stat()
+            h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        except OSError:  # gone since listed, or a dangling link: decoding names it (or skips it)
+            h.update(f"{p}|missing\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -480,7 +489,7 @@ def load_crops(galaxies: GalaxySet, pp: Preprocess = Preprocess(), cache_dir: Pa
     cache_dir = Path(cache_dir or default_cache_dir())
     cache_dir.mkdir(parents=True, exist_ok=True)
     key, shape = fingerprint(galaxies, pp), (pp.size, pp.size, pp.channels)
-    _remove_stale(cache_dir, key)
+    atomic.remove_stale(cache_dir, key)
     found, parts = _cached(cache_dir, key, len(galaxies), shape), cache_dir / f"{key}.parts"
     while found is None:  # a round that finds a damaged part decodes it again in the next
         _build_parts(galaxies, pp, parts, workers, skip_bad, progress, share)
@@ -517,7 +526,7 @@ def _build_parts(galaxies: GalaxySet, pp: Preprocess, parts: Path, workers: int 
     missing, last first, so that processes sharing the work meet rather than repeat each other."""
     n, count = len(galaxies), math.ceil(len(galaxies) / PART)
     parts.mkdir(exist_ok=True)
-    _remove_stale(parts, "")
+    atomic.remove_stale(parts, "")
     mine = list(range(share[0], count, share[1]))
     missing = [k for k in mine + sorted(set(range(count)) - set(mine), reverse=True)
                if not (parts / f"{k:06d}.npz").is_file()]
@@ -601,26 +610,6 @@ def _write_whole(path: Path, write) -> None:
     """Write `path` whole or not at all through `write(file)` (gzcore.atomic)."""
     with atomic.write(path) as f:
         write(f)
-
-
-def _remove_stale(folder: Path, prefix: str) -> None:
-    """Remove the temporary files of `_write_whole` (atomic.temporary) left in `folder` by processes of this host that
-    no longer run (killed with SIGKILL, or the machine went down)."""
-    host = socket.gethostname()
-    for tmp in folder.glob(f"{prefix}*.tmp.*"):
-        owner, _, pid = tmp.name.split(".tmp.", 1)[1].rpartition(".")
-        if owner == host and pid.isdigit() and not _running(int(pid)):
-            tmp.unlink(missing_ok=True)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's
-        pass
-    return True
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ import pyarrow.csv
 import pyarrow.dataset
 import pyarrow.ipc
 
-from . import catalog, data, evaluate, tree
+from . import atomic, catalog, data, evaluate, tree
 
 VERSION = 1       # of the enriched file
 CHUNK = 65_536    # rows enriched at a time: ~80 MB of derived columns
@@ -109,7 +109,8 @@ def build(source, cache_dir, progress=None) -> Path:
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = {p: p.with_name(f".{p.name}.tmp{os.getpid()}") for p in (target, _rows_file(target))}
+    atomic.remove_stale(target.parent, target.stem)  # a killed build's leftovers
+    tmp = {p: atomic.temporary(p) for p in (target, _rows_file(target))}
     writer = None
     try:
         dataset = _dataset(source)
@@ -155,7 +156,7 @@ def _finish(tmp: dict[Path, Path], target: Path, meta: dict) -> None:
     """Move the finished files into place, fsynced, the metadata first and the Arrow file last: a
     catalogue found at `target` is complete."""
     side = target.with_suffix(".json")
-    tmp[side] = side.with_name(f".{side.name}.tmp{os.getpid()}")
+    tmp[side] = atomic.temporary(side)
     tmp[side].write_text(json.dumps(meta))
     for final in (side, _rows_file(target), target):
         with open(tmp[final], "rb+") as f:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from . import atomic, checkpoint, data, distributed, evaluate, neighbours, targets
 
@@ -147,7 +148,14 @@ def predict(model, ckpt: dict, ckpt_path, galaxies: data.GalaxySet, out, *, tta:
             report["skipped"] += bad
             if progress:
                 progress(done, len(todo))
+    nothing = not any(pq.read_metadata(part).num_rows for part in out.glob("part-*.parquet"))
     distributed.barrier()
+    if nothing:  # every image skipped: no empty result that a rerun would take as done
+        if rank == 0:
+            for part in [*out.glob("part-*.parquet"), out / JOB_FILE]:
+                part.unlink(missing_ok=True)
+        raise data.DataError(f"{galaxies.root}: none of its {len(galaxies)} image(s) could be read, e.g. "
+                             f"{(report['skipped'] or ['(skipped in an earlier run)'])[0]}; nothing written")
     return report
 
 

@@ -167,6 +167,20 @@ def test_a_decompression_bomb_is_skipped_and_listed_by_load_crops(tmp_path):
     assert len(crops) == 1 and list(kept.ids) == [1] and "2.png: more than" in kept.skipped[0]
 
 
+def test_an_image_gone_since_listed_or_a_dangling_link_is_named_or_skipped(tmp_path):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "1.png").write_bytes(_encoded(Image.fromarray(_sky(64, 64)), "PNG"))
+    (folder / "2.png").symlink_to(tmp_path / "nowhere.png")  # a dangling link
+    (folder / "3.png").write_bytes(_encoded(Image.fromarray(_sky(64, 64)), "PNG"))
+    galaxies = data.images_of(folder)
+    (folder / "3.png").unlink()  # deleted after the folder was listed
+    with pytest.raises(data.DataError, match=r"2\.png: cannot decode"):
+        data.load_crops(galaxies, PP, cache_dir=tmp_path / "c", workers=1)
+    crops, kept = data.load_crops(galaxies, PP, cache_dir=tmp_path / "c", workers=1, skip_bad=True)
+    assert list(kept.ids) == [1] and len(crops) == 1 and len(kept.skipped) == 2
+
+
 @pytest.mark.parametrize("name, write", [
     ("1.png", lambda p: p.write_bytes(_encoded(Image.fromarray(_sky(64, 64)), "PNG"))),
     ("2.jpg", lambda p: p.write_bytes(_encoded(Image.fromarray(_sky(64, 64)), "JPEG"))),

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from conftest import TINY, gz
 
-from gzcore import data, survey, train
+from gzcore import atomic, data, survey, train
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +48,12 @@ def test_a_killed_run_resumes_where_it_stopped_and_gives_the_same_result(model_p
     assert gz(*command).returncode == 0
     whole = survey.read(out)
     survey.part_path(out, 1).unlink()  # as if killed before its shard was written…
-    (out / ".part-000001.parquet.tmp123").write_bytes(b"half a file")  # …while writing it
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    half = atomic.temporary(survey.part_path(out, 1)).with_suffix(f".{dead.stdout.strip()}")
+    half.write_bytes(b"half a file")  # …while writing it (a process that no longer runs)
     r = gz(*command)
     assert r.returncode == 0 and "16 galaxies in 1 new part(s), 2 part(s) already done" in r.stdout
+    assert not half.exists()  # its leftover removed
     pd.testing.assert_frame_equal(survey.read(out), whole)
     r = gz(*command[:-2], "--shard", 8)  # other options: another job, refused
     assert r.returncode == 2 and "holds parts of another job (its shard differ" in r.stderr
@@ -70,6 +73,16 @@ def test_a_bad_image_in_a_list_is_named_or_skipped(model_path, synth_dir, tmp_pa
     listing.write_text("notes.txt\n")
     r = gz("predict", "--data", listing, "--checkpoint", model_path, "--out", tmp_path / "c.parquet")
     assert r.returncode == 2 and "line 1" in r.stderr and "not an image file" in r.stderr
+
+
+def test_every_image_skipped_is_an_error_and_leaves_no_result_a_rerun_would_keep(model_path, tmp_path):
+    listing = tmp_path / "list.txt"
+    (tmp_path / "900001.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    listing.write_text("900001.jpg\n")
+    out = tmp_path / "bad.parquet"
+    r = gz("predict", "--data", listing, "--checkpoint", model_path, "--out", out, "--skip-bad")
+    assert r.returncode == 2 and "none of its 1 image(s) could be read" in r.stderr and "900001.jpg" in r.stderr
+    assert not list(out.glob("part-*")) and not (out / survey.JOB_FILE).exists()
 
 
 def test_torchrun_ranks_split_the_galaxies_and_agree_with_one_process(model_path, synth_dir, tmp_path):
