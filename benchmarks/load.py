@@ -5,16 +5,20 @@ explanations while a training run goes on the same server.
 
 One `streamlit run app.py` on the data (default: the real sample), its pages visited once (warm
 caches), then a training run started from the Train page (all galaxies, 2 epochs, one thread as the
-dashboard runs it) and N Chromium visitors, each in its own thread, looping Browse -> a random
-galaxy -> Explain until the time is up. Recorded: every page's time from navigation to the end of
+dashboard runs it) and N visitors, each a session of its own in one Chromium, clicking through the
+dashboard as a person does (`visitor`: Browse, a page of it, a galaxy, a look-alike, Explain; a few
+seconds on each page) until the time is up. Recorded: every page's time from navigation to the end of
 its run (p50 / p95), errors (timeouts, exceptions on a page), the server's resident memory before
 and after, whether the server stayed up and whether the run finished with a checkpoint that loads.
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
 import random
+import re
 import threading
 import time
 from pathlib import Path
@@ -22,13 +26,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gzcore import checkpoint, data, shipped
+from gzcore import checkpoint, data, runs, shipped
 
 from . import REAL_DATA, browser
 
-VISITS = (("browse", "", "galaxies match"),
-          ("galaxy", "?galaxy={gid}", "Galaxies like this one"),
-          ("explain", "?galaxy={gid}", "Saliency (fast) · model"))
+READY = {"browse": "galaxies match", "galaxy": "Galaxies like this one", "explain": "Saliency (fast) · model"}
+THINK = (2.0, 4.0)  # seconds a visitor looks at a page before the next click (uniform; people read longer)
+OPEN = re.compile(r"^Open (\d+)$")  # Browse's buttons that open a galaxy
 
 
 def rss_mb(pid: int) -> float:
@@ -36,24 +40,103 @@ def rss_mb(pid: int) -> float:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
 
 
-def visitor(url: str, ids: list[int], until: float, times: dict, errors: list, seed: int) -> None:
-    """One browser session looping over VISITS until `until`, appending (page, seconds) and errors."""
+def cpu_seconds(server: int) -> dict[str, float]:
+    """CPU seconds used so far by role, from every thread in /proc: the server's threads serving
+    pages, its training thread and that thread's decode workers (both at runs.NICE), the browsers
+    (Chromium and Playwright's driver) and everything else."""
+    tick, used = os.sysconf("SC_CLK_TCK"), dict.fromkeys(("pages", "training", "browsers", "other"), 0.0)
+    for stat in Path("/proc").glob("[0-9]*/task/[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # ended meanwhile
+            continue
+        comm, fields = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+        tgid, ppid, seconds = int(stat.parts[2]), int(fields[1]), (int(fields[11]) + int(fields[12])) / tick
+        if tgid == server or ppid == server:
+            role = "training" if int(fields[16]) == runs.NICE else "pages"
+        elif "chrom" in comm or comm.startswith("node"):  # node: Playwright's driver
+            role = "browsers"
+        else:
+            role = "other"
+        used[role] += seconds
+    return used
+
+
+async def visitor(page, url: str, first: int, until: float, times: dict, errors: list, seed: int) -> None:
+    """One visitor (a browser tab of its own session), as a person uses the dashboard: it opens a
+    galaxy's link once, then clicks until `until`: Browse in the sidebar, a random page of it, a
+    random galaxy there, one of its look-alikes, Explain in the sidebar; looking at each page for
+    THINK seconds. Each click is timed until the page it asked for has finished its run (its own
+    galaxy's heading, a new page of Browse); appends (page, seconds) and errors."""
+    from playwright.async_api import expect
     rng = random.Random(seed)
-    with browser.chromium() as page:
-        page.set_default_timeout(120_000)
-        while time.time() < until:
-            gid = rng.choice(ids)
-            for name, query, ready in VISITS:
-                start = time.perf_counter()
-                try:
-                    page.goto(f"{url}/{name}{query.format(gid=gid)}")
-                    page.get_by_text(ready).first.wait_for()
-                    browser.settle(page)
-                    if page.get_by_test_id("stException").count():
-                        errors.append(f"{name}: exception on the page")
-                    times.setdefault(name, []).append(time.perf_counter() - start - 0.3)  # settle waits 0.3 s
-                except Exception as e:  # a timeout or a closed page: counted, the visitor goes on
-                    errors.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0][:160]}")
+    page.set_default_timeout(120_000)
+    sidebar, opens = page.get_by_test_id("stSidebarNav"), page.get_by_role("button", name=OPEN)
+
+    async def settle():
+        await page.wait_for_timeout(300)
+        await page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached")
+
+    async def start():
+        await page.goto(f"{url}/galaxy?galaxy={first}")
+        await page.get_by_text(READY["galaxy"]).first.wait_for()
+        await settle()
+
+    async def browse():
+        await sidebar.get_by_text("Browse", exact=True).click()
+        await page.get_by_role("heading", name="Browse").wait_for()
+
+    async def another_page():
+        shown = await opens.first.inner_text()
+        box = page.get_by_label("Page (of", exact=False)
+        await box.fill(str(rng.randint(2, 250)))
+        await box.press("Enter")
+        await expect(opens.first).not_to_have_text(shown, timeout=120_000)
+
+    async def open_galaxy(buttons, name_of):
+        button = buttons.nth(rng.randrange(await buttons.count()))
+        gid = name_of(await button.inner_text())
+        await button.click()
+        await page.get_by_role("heading", name=f"Galaxy {gid}", exact=True).wait_for()
+
+    async def explain():
+        gid = (await page.get_by_role("heading", name=re.compile(r"^Galaxy \d+$")).inner_text()).split()[-1]
+        await sidebar.get_by_text("Explain", exact=True).click()
+        await page.get_by_role("heading", name=f"Why? Galaxy {gid}").wait_for()
+
+    steps = (("browse", browse), ("browse", another_page),
+             ("galaxy", lambda: open_galaxy(opens, lambda text: OPEN.match(text.strip()).group(1))),
+             ("galaxy", lambda: open_galaxy(page.locator("[class*='st-key-near_'] button"), str.strip)),
+             ("explain", explain))
+    await start()
+    while time.time() < until:
+        for name, act in steps:
+            await page.wait_for_timeout(1000 * rng.uniform(*THINK))
+            begun = time.perf_counter()
+            try:
+                await act()
+                await page.get_by_text(READY[name]).first.wait_for()
+                await settle()
+                if await page.get_by_test_id("stException").count():
+                    errors.append(f"{name}: exception on the page")
+                times.setdefault(name, []).append(time.perf_counter() - begun - 0.3)  # settle waits 0.3 s
+            except Exception as e:  # a timeout or a closed page: counted, the visitor goes on
+                errors.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0][:160]}")
+                await start()
+                break
+
+
+async def visitors(url: str, firsts: list[int], until: float, times: dict, errors: list) -> None:
+    """One visitor per galaxy of `firsts`, each in its own browser context (its own session) of one
+    Chromium driven by one Playwright: the load generator's own cost kept small."""
+    from playwright.async_api import async_playwright
+    async with async_playwright() as p:
+        chromium = await p.chromium.launch(executable_path=str(browser.CHROMIUM), args=browser.ARGS)
+        pages = [await (await chromium.new_context(viewport={"width": 1400, "height": 900})).new_page()
+                 for _ in firsts]
+        await asyncio.gather(*(visitor(page, url, first, until, times, errors, k)
+                               for k, (page, first) in enumerate(zip(pages, firsts))))
+        await chromium.close()
 
 
 def start_training(url: str) -> None:
@@ -72,28 +155,30 @@ def run(folder: Path, sessions: int, minutes: float, cache: Path) -> dict:
     with browser.server(env, timeout=120) as url:
         with browser.chromium() as page:  # warm: catalogue, crops, embeddings computed once
             page.set_default_timeout(900_000)
-            for name, query, ready in VISITS:
-                browser.goto(page, f"{url}/{name}{query.format(gid=ids[0])}", ready)
+            for name in READY:
+                browser.goto(page, f"{url}/{name}?galaxy={ids[0]}", READY[name])
         before = rss_mb(url.pid)
         earlier = set((cache / "runs").glob("*.pt"))
         start_training(url)
         times: dict[str, list[float]] = {}
         errors: list[str] = []
-        until = time.time() + 60 * minutes
-        threads = [threading.Thread(target=visitor, args=(url, ids, until, times, errors, k)) for k in range(sessions)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        cpu_before, until = cpu_seconds(url.pid), time.time() + 60 * minutes
+        firsts = [random.Random(k).choice(ids) for k in range(sessions)]
+        driving = threading.Thread(target=asyncio.run, args=(visitors(url, firsts, until, times, errors),))
+        driving.start()
+        time.sleep(max(0.0, until - time.time()))
+        cpu = {role: seconds - cpu_before[role] for role, seconds in cpu_seconds(url.pid).items()}  # browsers open
+        driving.join()
         after = rss_mb(url.pid)
         deadline = time.time() + 900  # the run goes on alone after the visitors leave
         while not (finished := _finished(cache / "runs", earlier)) and time.time() < deadline:
             time.sleep(5)
         alive = browser.healthy(url)
         runs = sorted(set((cache / "runs").glob("*.pt")) - earlier)
-    return {"sessions": sessions, "minutes": minutes, "data": str(folder), "galaxies": len(ids),
+    return {"sessions": sessions, "minutes": minutes, "think_s": THINK, "data": str(folder), "galaxies": len(ids),
             "pages": {name: {"visits": len(v), "p50_s": float(np.percentile(v, 50)),
                              "p95_s": float(np.percentile(v, 95))} for name, v in times.items()},
+            "cpu_seconds": cpu, "page_views": sum(len(v) for v in times.values()),
             "errors": errors, "server_mb_before": before, "server_mb_after": after,
             "memory_growth": after / before, "server_up": alive, "run_checkpoint_loads": finished,
             "run": str(runs[-1].name) if runs else None}

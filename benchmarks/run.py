@@ -5,7 +5,7 @@
     python -m benchmarks.run --quick                  # smoke run: every section shrunk to seconds
 
 Full-run budget on a 2-core CPU: decode ~2 min, train ~3, quality ~30 (2 + 5 + 10 minutes of
-gz train and 10 of the blog loop), inference ~3, explain ~1, memory ~2; gpu ~1 on a CUDA machine
+gz train and 10 of the blog loop), inference ~3, explain ~7 (the trust checks over 100 held-out galaxies), memory ~2; gpu ~1 on a CUDA machine
 (skipped elsewhere). A section is a module `benchmarks/bench_<name>.py` with TITLE, ABOUT and
 run(ctx) -> list[Row]; `bench_dashboard.py`, when present, runs as the last section.
 """

@@ -1,4 +1,5 @@
-"""The `gz` command line: synth, train, distill, ensemble, shrink, evaluate, predict, lr-find.
+"""The `gz` command line: synth, train, distill, ensemble, shrink, evaluate, compare, predict, atlas, oddballs,
+lr-find.
 
 Stable contract (scripts call it):
   gz synth --n N --out DIR [--seed S] [--format jpg|fits]
@@ -8,7 +9,11 @@ Stable contract (scripts call it):
   gz distill TEACHER --data DIR [--data DIR ...] [--model NAME] [--minutes M] --out CKPT
   gz shrink CKPT --data DIR --out CKPT [--half | --int8]
   gz evaluate --data DIR [--labels FILE.csv] [--checkpoint CKPT]
-  gz predict --data DIR [--checkpoint CKPT] [--uncertainty] --out FILE.csv
+  gz compare A.pt B.pt --data DIR [--labels FILE.csv] [--out FILE.csv]
+  gz predict --data DIR|IMAGE [--checkpoint CKPT] [--uncertainty] --out FILE.csv
+  gz atlas --data DIR [--checkpoint CKPT] [--method umap|pca] --out FILE.csv
+  gz oddballs --data DIR [--checkpoint CKPT] [--top N] --out FILE.csv
+  gz explain-check --data DIR [--checkpoint CKPT] (--galaxy ID | --held-out N) [--method M ...]
 Without --checkpoint the shipped default model (checkpoints/default.pt) is used.
 """
 from __future__ import annotations
@@ -24,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import atomic, augment, checkpoint, data, distributed, evaluate, models, survey, targets, train, tree
+from . import atomic, augment, checkpoint, data, distributed, evaluate, models, survey, targets, train, tree, upload
 
 
 INFERENCE = train.Setup.choose("cpu", "fp32")  # where evaluate, predict and ensemble run the model
@@ -265,32 +270,78 @@ def cmd_evaluate(args):
         print(f"\npredictions table: {args.out}")
 
 
+def cmd_compare(args):
+    from . import compare
+    if args.out:
+        _check_out(args.out)
+    c = compare.run(args.a, args.b, args.data, args.labels, tta=not args.no_tta, top=args.top,
+                    progress=_Bar("decoding crops, predicting"), device=INFERENCE.device)
+    print(f"A: {args.a}\nB: {args.b}\n{c.basis}{'' if args.no_tta else ', 8-view TTA'} "
+          f"({_ran_on(INFERENCE.describe())})")
+    if c.warning:
+        print(f"warning: {c.warning}")
+    shown = c.scores[c.scores.level.isin(("overall", "question" if c.task.kind == "tree" else "answer"))]
+    rows = [(r["name"], r["RMSE A"], r["RMSE B"], f"{r['B − A']:+.4f}", f"[{r['low']:+.4f}, {r['high']:+.4f}]",
+             r["verdict"]) for _, r in shown.iterrows()]
+    print(f"\n{c.task.unit_name}, B − A with its {compare.LEVEL:.0%} paired bootstrap interval over galaxies "
+          f"(negative: B better)\n")
+    print(_table(rows, ("", "A", "B", "B − A", "interval", "verdict")))
+    print(f"\nwhere they disagree most (root mean square of A − B over the {len(c.task.columns)} outputs)")
+    for _, r in c.disagreements.iterrows():
+        differ = f"  top answers differ at {r['top answers']}" if r.get("top answers") else ""
+        print(f"\n{r.GalaxyID}  A − B {r.difference:.4f}{differ}\n  A: {r['A says']}\n  B: {r['B says']}")
+    if args.out:
+        with atomic.write(args.out) as f:
+            c.scores.to_csv(f, index=False)
+        print(f"\nscores (overall, per question and per answer): {args.out}")
+
+
 def cmd_predict(args):
+    single = args.data.is_file() and data.image_stem(args.data) is not None  # one image, not a list
+    if single and args.out.suffix == ".parquet":
+        sys.exit(f"gz predict: error: {args.data} is one image: write CSV (--out NAME.csv)")
     _check_out(args.out, folder=args.out.suffix == ".parquet")
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
-    if args.out.suffix == ".parquet" or not args.data.is_dir():
+    if not single and (args.out.suffix == ".parquet" or not args.data.is_dir()):
         return _predict_survey(args)
     if distributed.launched():
         sys.exit("gz predict: error: under torchrun the ranks write Parquet parts: use --out NAME.parquet")
     if args.embedding:
         sys.exit("gz predict: error: --embedding needs a Parquet output (--out NAME.parquet)")
-    model, ckpt, task, held = _load(args, labels=False)
+    if single:  # within the dashboard's upload limits (gzcore.upload)
+        model, ckpt = checkpoint.load(args.checkpoint)
+        task, galaxies = targets.of_checkpoint(ckpt), data.unlabelled(args.data.parent, [args.data])
+        crops = upload.read(args.data, checkpoint.preprocess_of(ckpt)).crop[None]
+    else:
+        model, ckpt, task, held = _load(args, labels=False)
+        galaxies, crops = held.galaxies, held.crops
     try:
-        found = evaluate.predict(model, held.crops, ckpt["input_size"], tta=not args.no_tta,
+        found = evaluate.predict(model, crops, ckpt["input_size"], tta=not args.no_tta,
                                  device=INFERENCE.device, progress=_Bar("predicting"),
                                  spread=args.uncertainty)
         raw, spread = found if args.uncertainty else (found, None)
         spread = None if spread is None else task.decode_spread(spread)
     except ValueError as e:  # a spread asked of one model without its views, or of a classifier
         sys.exit(f"gz predict: error: {e}")
-    evaluate.write_predictions(args.out, held.galaxies.ids, task.decode(raw), task, spread)
-    print(f"wrote predictions for {len(held.galaxies)} galaxies to {args.out} "
+    evaluate.write_predictions(args.out, galaxies.ids, task.decode(raw), task, spread)
+    if single:
+        print(_answers(task, task.decode(raw)[0], None if spread is None else spread[0]) + "\n")
+    print(f"wrote predictions for {len(galaxies)} galaxies to {args.out} "
           f"({_ran_on(INFERENCE.describe())})")
-    if held.galaxies.skipped:
-        print(f"skipped {len(held.galaxies.skipped)} bad input(s):", *held.galaxies.skipped[:10],
-              sep="\n  ")
+    if galaxies.skipped:
+        print(f"skipped {len(galaxies.skipped)} bad input(s):", *galaxies.skipped[:10], sep="\n  ")
+
+
+def _answers(task: targets.Task, pred: np.ndarray, spread: np.ndarray | None) -> str:
+    """One image's outputs as a table (± spread); for the tree, its most likely path first."""
+    names = [tree.answer_label(c) for c in task.columns] if task.kind == "tree" else task.columns
+    rows = [(name, float(v), *(() if spread is None else (float(spread[i]),)))
+            for i, (name, v) in enumerate(zip(names, pred))]
+    table = _table(rows, ("answer" if task.kind == "tree" else "output", "model",
+                          *(() if spread is None else ("spread",))))
+    return f"most likely path: {tree.summary(pred)}\n\n{table}" if task.kind == "tree" else table
 
 
 def _predict_survey(args):
@@ -319,6 +370,98 @@ def _predict_survey(args):
               f"DuckDB or Arrow)")
 
 
+def _embedded(args):
+    """(checkpoint, its path, the folder's galaxies as the dashboard loads them, their unit embeddings,
+    the cache folder) for gz atlas and gz oddballs; the embeddings are cached as the dashboard's."""
+    from . import catalog
+    model, ckpt = checkpoint.load(args.checkpoint)
+    path = args.checkpoint or checkpoint.default()
+    tree_model = targets.of_checkpoint(ckpt).kind == "tree"
+    held = checkpoint.data_for(ckpt, args.data, labels=None if tree_model else False, skip_bad=args.skip_bad,
+                               progress=_Bar("decoding crops (once; cached)"))
+    cache = data.default_cache_dir()
+    embeddings = catalog.embeddings(held.galaxies, held.crops, model, ckpt, path, cache, _Bar("embedding"))
+    return ckpt, path, held, embeddings, cache
+
+
+def cmd_atlas(args):
+    import pandas as pd
+
+    from . import atlas
+    _check_out(args.out)
+    ckpt, path, held, embeddings, cache = _embedded(args)
+    if args.method == "umap" and not atlas.cache_file(held.galaxies, ckpt, path, cache, "umap").is_file():
+        print("computing the UMAP layout (a minute or so the first time in a process)…", file=sys.stderr)
+    xy = atlas.coordinates(embeddings, args.method, held.galaxies, ckpt, path, cache)
+    with atomic.write(args.out) as f:
+        pd.DataFrame({"GalaxyID": held.galaxies.ids, "x": xy[:, 0], "y": xy[:, 1]}).to_csv(f, index=False)
+    print(f"wrote the {args.method.upper()} map of {len(xy)} galaxies to {args.out} (the dashboard's Atlas "
+          f"reads the same map from the cache)")
+    if held.galaxies.skipped:
+        print(f"skipped {len(held.galaxies.skipped)} bad input(s):", *held.galaxies.skipped[:10], sep="\n  ")
+
+
+def cmd_oddballs(args):
+    import pandas as pd
+
+    from . import oddballs
+    if args.top < 1:
+        sys.exit("gz oddballs: error: --top must be at least 1")
+    _check_out(args.out)
+    _, _, held, embeddings, cache = _embedded(args)
+    score = oddballs.anomaly_cached(embeddings, cache, _Bar("scoring", "galaxy"))
+    rows = oddballs.most_anomalous(score, args.top)
+    with atomic.write(args.out) as f:
+        pd.DataFrame({"GalaxyID": held.galaxies.ids[rows], "score": score[rows],
+                      "rank": np.arange(1, len(rows) + 1)}).to_csv(f, index=False)
+    print(f"wrote the {len(rows)} oddest of {len(score)} galaxies to {args.out} (score: mean cosine distance "
+          f"to the {oddballs.K} nearest in the model's embedding; the dashboard's Oddballs page ranks the same)")
+    if held.galaxies.skipped:
+        print(f"skipped {len(held.galaxies.skipped)} bad input(s):", *held.galaxies.skipped[:10], sep="\n  ")
+
+
+def cmd_explain_check(args):
+    from . import explain, explain_checks
+    unknown = [m for m in args.method if m not in explain.METHODS]
+    if unknown:
+        sys.exit(f"gz explain-check: error: unknown method(s) {', '.join(unknown)}; choose from "
+                 f"{', '.join(explain.METHODS)}")
+    model, ckpt = checkpoint.load(args.checkpoint)
+    if targets.of_checkpoint(ckpt).kind != "tree":
+        sys.exit(f"gz explain-check: error: {args.checkpoint} predicts "
+                 f"{', '.join(targets.of_checkpoint(ckpt).columns)}; explain-check explains the tree's answers")
+    held = checkpoint.data_for(ckpt, args.data, labels=False, progress=_Bar("decoding crops (once; cached)"))
+    ids = held.galaxies.ids
+    if args.galaxy is not None:
+        rows = np.flatnonzero(ids == args.galaxy)
+        if not len(rows):
+            raise data.DataError(f"{args.data}: no galaxy {args.galaxy}")
+        image = explain.model_input(held.crops[rows[0]], ckpt["input_size"])
+        for method in args.method:
+            try:
+                c = explain_checks.check(model, image, args.question, args.answer, method, not args.weighted,
+                                         progress=_Bar(f"{method}: maps", "map"))
+            except ValueError as e:  # a question or answer that does not exist: the message names the choices
+                sys.exit(f"gz explain-check: error: {e}")
+            r, d = c.randomisation, c.deletion
+            print(f"\n{method}, galaxy {args.galaxy}, {c.attribution.answer} ({c.seconds:.1f} s)\n{c.verdict()}\n")
+            print(_table([(name, float(s)) for name, s in zip(("none", *r.layers), r.spearman)],
+                         ("randomised down to", "Spearman |map|")) + "\n")
+            print(_table([(f"{f:.0%}", float(a), float(b)) for f, a, b in zip(d.fractions, d.attributed, d.random)]
+                         + [("area", d.auc, d.random_auc)], ("pixels replaced", "map's order", "random")))
+        return
+    held_out = held.val_idx[np.argsort(ids[held.val_idx], kind="stable")][:args.held_out]
+    images = [explain.model_input(held.crops[i], ckpt["input_size"]) for i in held_out]
+    found = explain_checks.survey(model, images, args.method, args.question, progress=_Bar("galaxies", "galaxy"))
+    s = explain_checks.summary(found)
+    print(f"{len(images)} held-out galaxies (by GalaxyID), the model's top answer to Q{args.question}\n")
+    print(_table([(m, f"{r['spearman_middle mean']:.2f} ± {r['spearman_middle sd']:.2f}",
+                   f"{r['spearman_full mean']:.2f} ± {r['spearman_full sd']:.2f}", r["auc mean"], r["random_auc mean"],
+                   f"{r.beats_random:.0%}") for m, r in s.iterrows()],
+                 ("method", "Spearman, half randomised", "all randomised", "deletion area", "random's",
+                  "beats random")))
+
+
 def cmd_lr_find(args):
     found = train.lr_find(args.data, _train_config(args, "lr-find"))
     print(f"suggested peak learning rate: {found['suggestion']:.2e}  (use with gz train --lr; "
@@ -328,8 +471,8 @@ def cmd_lr_find(args):
 def add_data_options(sp: argparse.ArgumentParser, with_checkpoint: bool = False) -> None:
     """--data and --skip-bad; with a checkpoint, --checkpoint and --no-tta too."""
     sp.add_argument("--data", required=True, type=Path,
-                    help="Kaggle-layout folder or folder of images (gz predict also: a text file listing "
-                    "image paths, one per line)")
+                    help="Kaggle-layout folder or folder of images (gz predict also: one image file, "
+                    "JPEG, PNG or FITS, or a text file listing image paths, one per line)")
     if with_checkpoint:
         sp.add_argument("--checkpoint", type=Path, default=None,
                         help=f"model file (default: the shipped {checkpoint.DEFAULT_NAME})")
@@ -471,7 +614,21 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, help="also write the predictions table (CSV)")
     e.set_defaults(func=cmd_evaluate)
 
-    pr = sub.add_parser("predict", help="write a Kaggle submission CSV for a folder of images")
+    c = sub.add_parser("compare", help="two models side by side on the galaxies neither trained on: RMSE "
+                       "per question and answer with bootstrap intervals, and where they disagree most")
+    c.add_argument("a", type=Path, metavar="A.pt", help="the first checkpoint")
+    c.add_argument("b", type=Path, metavar="B.pt", help="the second checkpoint (same outputs as A)")
+    c.add_argument("--data", required=True, type=Path, help="a labelled Kaggle-layout folder")
+    c.add_argument("--labels", type=Path, help="CSV of the models' targets (first column the image id), "
+                   "for models trained with gz train --labels; or Kaggle answers kept elsewhere")
+    c.add_argument("--no-tta", action="store_true", help="skip 8-view test-time augmentation (8x faster)")
+    c.add_argument("--top", type=int, default=10, help="disagreeing galaxies to list (default 10)")
+    c.add_argument("--out", type=Path, help="also write the scores (overall, per question, per answer) "
+                   "as CSV")
+    c.set_defaults(func=cmd_compare)
+
+    pr = sub.add_parser("predict", help="write a Kaggle submission CSV for a folder of images (or one image: "
+                           "its answers printed too)")
     add_data_options(pr, with_checkpoint=True)
     pr.add_argument("--out", required=True, type=Path, help="CSV to write, or NAME.parquet: a folder of "
                     "Parquet parts, streamed in shards, resumable, split across torchrun's ranks")
@@ -502,6 +659,43 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--resume", action="store_true", help="continue a stopped or killed run, as gz "
                    "train --resume does")
     d.set_defaults(func=cmd_distill)
+
+    at = sub.add_parser("atlas", help="write a 2-D map of the model's embedding of every galaxy "
+                        "(GalaxyID,x,y), as the dashboard's Atlas draws it")
+    add_data_options(at)
+    at.add_argument("--checkpoint", type=Path, default=None,
+                    help=f"model file (default: the shipped {checkpoint.DEFAULT_NAME})")
+    at.add_argument("--method", choices=("umap", "pca"), default="umap",
+                    help="umap (default): keeps neighbourhoods, a minute or so the first time, then "
+                    "cached; pca: the embedding's two main axes, instant")
+    at.add_argument("--out", required=True, type=Path, help="CSV to write: GalaxyID,x,y")
+    at.set_defaults(func=cmd_atlas)
+
+    od = sub.add_parser("oddballs", help="write the galaxies least like the others in the model's embedding "
+                        "(GalaxyID,score,rank), as the dashboard's Oddballs page ranks them")
+    add_data_options(od)
+    od.add_argument("--checkpoint", type=Path, default=None,
+                    help=f"model file (default: the shipped {checkpoint.DEFAULT_NAME})")
+    od.add_argument("--top", type=int, default=50, help="how many of the oddest to write (default 50)")
+    od.add_argument("--out", required=True, type=Path, help="CSV to write: GalaxyID,score,rank")
+    od.set_defaults(func=cmd_oddballs)
+
+    ec = sub.add_parser("explain-check", help="can an attribution map be trusted? model randomisation "
+                        "and deletion checks for one galaxy, or their summary over held-out galaxies")
+    ec.add_argument("--data", required=True, type=Path, help="Kaggle-layout folder or folder of images")
+    ec.add_argument("--checkpoint", type=Path, default=None,
+                    help=f"model file (default: the shipped {checkpoint.DEFAULT_NAME})")
+    which = ec.add_mutually_exclusive_group(required=True)
+    which.add_argument("--galaxy", type=int, help="check this GalaxyID's maps, step by step")
+    which.add_argument("--held-out", type=int, metavar="N", help="summarise the checks over the checkpoint's "
+                       "first N held-out galaxies by GalaxyID (each its top answer to --question)")
+    ec.add_argument("--method", nargs="+", default=["saliency"], help="attribution method(s): saliency "
+                    "(default), gradcam, smoothgrad, integrated_gradients, occlusion")
+    ec.add_argument("--question", type=int, default=1, help="the tree's question (default 1)")
+    ec.add_argument("--answer", default=None, help="with --galaxy: the answer's column, e.g. Class1.2 "
+                    "(default: the model's top answer)")
+    ec.add_argument("--weighted", action="store_true", help="explain the weighted answer, not P(answer | asked)")
+    ec.set_defaults(func=cmd_explain_check)
 
     lf = sub.add_parser("lr-find", help="learning-rate range test, with gz train's options")
     add_train_options(lf)

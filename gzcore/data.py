@@ -533,7 +533,7 @@ def _build_parts(galaxies: GalaxySet, pp: Preprocess, parts: Path, workers: int 
     done = n - sum(len(galaxies.paths[k * PART:(k + 1) * PART]) for k in missing)
     todo = (k for k in missing if not (parts / f"{k:06d}.npz").is_file())  # others may have made it
     workers = workers or min(os.cpu_count() or 1, 8)
-    pool = ProcessPoolExecutor(workers, initializer=_die_with_parent, initargs=(os.getpid(),))
+    pool = ProcessPoolExecutor(workers, initializer=die_with_parent, initargs=(os.getpid(),))
     running: dict = {}
     try:
         while True:
@@ -624,9 +624,9 @@ def _locked(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _die_with_parent(parent: int) -> None:
-    """Pool worker start: end with the process that started the pool, even one killed by SIGKILL
-    (Linux; elsewhere a worker may outlive such a kill)."""
+def die_with_parent(parent: int) -> None:
+    """A worker's start (a decode pool's, a training run's): end with `parent`, the process that
+    started it, even one killed by SIGKILL (Linux; elsewhere a worker may outlive such a kill)."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):

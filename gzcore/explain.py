@@ -60,9 +60,9 @@ def model_input(crop, input_size: int | None = None) -> torch.Tensor:
     return augment.centre(x, input_size)[0]
 
 
-def _outputs(model: models.GalaxyModel | models.Ensemble, conditional: bool):
-    """The function Captum differentiates: images (B, C, H, W) -> (B, 37). An ensemble's
-    conditional answers are the mean of its members'."""
+def explained_outputs(model: models.GalaxyModel | models.Ensemble, conditional: bool):
+    """The function Captum differentiates: images (B, C, H, W) -> (B, 37); the model itself unless
+    `conditional`. An ensemble's conditional answers are the mean of its members'."""
     if not conditional:
         return model
     singles = models.members(model)
@@ -171,8 +171,8 @@ def explain(model: models.GalaxyModel | models.Ensemble, image, question: int, a
     def target_of(values):
         chosen["column"] = _answer_column(values, question, answer)
         return tree.COLUMN_INDEX[chosen["column"]]
-    heat, value, target, seconds = _run(model, image, _outputs(model, conditional), target_of, method,
-                                        options, progress)
+    heat, value, target, seconds = _run(model, image, explained_outputs(model, conditional), target_of,
+                                        method, options, progress)
     return Attribution(heat, method, question, chosen["column"], conditional, value, method in SIGNED,
                        seconds, target)
 

@@ -165,13 +165,14 @@ def _planes(data: np.ndarray, floating: bool, where: str) -> np.ndarray:
     return planes
 
 
-def read(path, max_pixels: int | None = None) -> Cutout:
+def read(path, max_pixels: int | None = None, blob: bytes | None = None) -> Cutout:
     """All the bands of a FITS file (one cube, or one image per HDU), as a `Cutout`. With
     `max_pixels`, bands of more pixels are refused from the header, and a .fits.gz as soon as it
-    unpacks to more than 16 bytes for each pixel allowed (4 float32 bands): a gzip bomb."""
+    unpacks to more than 16 bytes for each pixel allowed (4 float32 bands): a gzip bomb. `blob`:
+    the file's bytes when they are already in memory (an upload; `path` then only names it)."""
     path = Path(path)
     try:
-        blob = path.read_bytes()
+        blob = path.read_bytes() if blob is None else blob
         if blob[:2] == b"\x1f\x8b":  # .fits.gz
             blob = _gunzip(blob, path, max_pixels and 16 * max_pixels)
     except (OSError, EOFError, zlib.error) as e:

@@ -1,13 +1,18 @@
-"""Training runs in a background thread, and the checkpoints runs leave behind.
+"""Training runs in a background process, and the checkpoints runs leave behind.
 
 A `Run` wraps `train.fit` so that a user interface can start it, poll it (its events are recorded
-as they arrive) and stop it, without ever touching the model being trained. Its thread runs at a
-lower scheduling priority (`NICE`), so that the pages of a server it shares stay responsive.
+as they arrive) and stop it, without ever touching the model being trained. The run is a process of
+its own at a lower scheduling priority (`NICE`), ending with the server: in a thread it held the
+server's interpreter lock for its Python work, which no priority lowers, and the pages of a server
+it shared waited on it (docs/RELIABILITY.md, "Load").
 """
 from __future__ import annotations
 
+import atexit
 import math
+import multiprocessing
 import os
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,7 +22,23 @@ import pandas as pd
 
 from . import checkpoint, data, targets, train
 
-NICE = 10  # the training thread's niceness: the CPU goes to the pages first
+NICE = 10  # the training process's niceness: the CPU goes to the pages first
+SPAWN = multiprocessing.get_context("spawn")  # a fresh interpreter: none of the server's threads or locks
+
+
+def _train(data_dir, config, out, stop, messages) -> None:
+    """The run's process: train.fit at NICE, its events as they come, then ("result", …) or
+    ("error", message) on `messages`."""
+    data.die_with_parent(os.getppid())
+    os.nice(NICE)
+    try:
+        result = train.fit(data_dir, config, out=out, stop=stop,
+                           callback=lambda event, info: messages.put(("event", (event, info))))
+        messages.put(("result", {k: v for k, v in result.items() if k != "model"}))  # no live model
+    except (data.DataError, checkpoint.CheckpointError) as e:
+        messages.put(("error", str(e)))
+    except Exception as e:  # a UI must show any failure, not lose it in a process
+        messages.put(("error", f"{type(e).__name__}: {e}"))
 
 
 @dataclass
@@ -26,28 +47,39 @@ class Run:
     config: train.TrainConfig
     out: Path                                   # checkpoint the run writes
     events: list = field(default_factory=list)  # (event, info) as train.fit reports them
-    stop: threading.Event = field(default_factory=threading.Event)
+    stop: object = field(default_factory=SPAWN.Event)  # set() asks the run to stop after its batch
     error: str | None = None
     result: dict | None = None
     started: float = field(default_factory=time.time)
-    thread: threading.Thread | None = None
+    thread: threading.Thread | None = None  # listens to the run's process; ends when the run does
 
     def start(self) -> "Run":
-        self.thread = threading.Thread(target=self._work, name=f"train {self.out.name}", daemon=True)
+        messages = SPAWN.Queue()
+        process = SPAWN.Process(target=_train, args=(self.data_dir, self.config, self.out, self.stop, messages),
+                                name=f"train {self.out.name}")  # not a daemon: it starts decode workers
+        process.start()
+        atexit.register(process.terminate)  # the server's exit would otherwise wait for the run
+        self.thread = threading.Thread(target=self._listen, args=(process, messages), daemon=True,
+                                       name=f"train {self.out.name}")
         self.thread.start()
         return self
 
-    def _work(self):
-        if hasattr(os, "setpriority"):  # Linux: a thread's id is a schedulable task of its own
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
-        try:
-            result = train.fit(self.data_dir, self.config, out=self.out, stop=self.stop,
-                               callback=lambda event, info: self.events.append((event, info)))
-            self.result = {k: v for k, v in result.items() if k != "model"}  # keep no live model
-        except (data.DataError, checkpoint.CheckpointError) as e:
-            self.error = str(e)
-        except Exception as e:  # a UI must show any failure, not lose it in a thread
-            self.error = f"{type(e).__name__}: {e}"
+    def _listen(self, process, messages) -> None:
+        """Record the process's events, then its result or error (or its death without one)."""
+        while True:
+            try:
+                kind, value = messages.get(timeout=1)
+            except queue.Empty:
+                if not process.is_alive():  # killed, or out of memory: no word from it
+                    self.error = f"the training process ended without a result (exit code {process.exitcode})"
+                    break
+                continue
+            if kind == "event":
+                self.events.append(value)
+                continue
+            self.result, self.error = (value, None) if kind == "result" else (None, value)
+            break
+        process.join()
 
     @property
     def running(self) -> bool:

@@ -1,12 +1,15 @@
 """Browse: a paged gallery with filters on any answer (or target), error, spread or reach, and sorting
-(least certain first: `uncertainty`): of the data folder's catalogue, or of a predictions table of
-any size chosen on Home (`?predictions=X.parquet`), read a column at a time."""
+(least certain first: `uncertainty`; oddest first: the data folder's anomaly score, gzcore.oddballs):
+of the data folder's catalogue, or of a predictions table of any size chosen on Home
+(`?predictions=X.parquet`), read a column at a time. Another page may list the galaxies to show, in
+its order (state.show_in_browse: an Atlas selection, an Oddballs ranking); filters narrow them."""
 import math
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
-from gzcore import catalog, targets, tree
+from gzcore import catalog, oddballs, targets, tree
 from gzcore.dashboard import access, charts, navigation, state
 
 navigation.through_app()  # app.py's set-up first, even when a fresh server's first request is this page
@@ -25,11 +28,28 @@ else:
     ctx = state.context()
     table, task = ctx.table, ctx.task
     labels = catalog.column_labels(table, task)
+sort_labels = {**labels, "GalaxyID": "GalaxyID"}
+if not predictions:  # the anomaly score needs the model's embeddings, which a predictions table lacks
+    sort_labels[oddballs.COLUMN] = "oddness (anomaly score; descending: oddest first)"
 ranges = st.session_state.setdefault("browse_ranges", [])
 ranges[:] = [r for r in ranges if r.column in table]  # another model's filters do not apply
-for key, options in (("browse_column", labels), ("browse_sort", [*labels, "GalaxyID"])):
+for key, options in (("browse_column", labels), ("browse_sort", sort_labels)):
     if st.session_state.get(key) not in options:
         st.session_state.pop(key, None)
+if st.session_state.get("browse_sort") == oddballs.COLUMN:
+    table = table.assign(**{oddballs.COLUMN: state.oddness_for(ctx)})
+
+listed = st.session_state.get(state.BROWSE_IDS)  # {"ids": [...], "why": ...}: show those alone, in order
+if st.session_state.get("browse_listed") != listed:  # a new list, or none: from the first page
+    st.session_state.browse_listed, st.session_state.browse_page = listed, 1
+listed_rows = None
+if listed:
+    left, right = st.columns([4, 1], vertical_alignment="center")
+    rows = pd.Index(table.GalaxyID.to_numpy()).get_indexer_for(listed["ids"])
+    listed_rows = rows[rows >= 0]
+    missing = f" ({(rows < 0).sum():,} of them not in this catalogue)" if (rows < 0).any() else ""
+    left.info(f"{listed['why']} · {len(listed['ids']):,} galaxies{missing}", icon=":material/filter_list:")
+    right.button("Show every galaxy", key="browse_all", on_click=st.session_state.pop, args=(state.BROWSE_IDS,))
 
 
 def _add_filter():
@@ -55,23 +75,35 @@ with st.expander("Filters", expanded=True):
     for i, r in enumerate(ranges):
         st.button(f"✕  {r.describe(labels)}", key=f"browse_remove_{i}", on_click=_remove_filter, args=(i,))
 
-sort_options = list(labels) + ["GalaxyID"]
 left, mid, right = st.columns([3, 1, 2], vertical_alignment="bottom")
-sort_by = left.selectbox("Sort by", sort_options, format_func=lambda c: labels.get(c, c), key="browse_sort")
-descending = mid.toggle("Descending", value=True, key="browse_descending")
+sort_by = left.selectbox("Sort by", list(sort_labels), format_func=sort_labels.get, key="browse_sort",
+                         disabled=bool(listed), help="A list is shown in its order" if listed else None)
+descending = mid.toggle("Descending", value=True, key="browse_descending", disabled=bool(listed))
+sort_by = None if listed else sort_by
+
+
+def _page(number: int) -> tuple[int, np.ndarray]:
+    """(galaxies matching, the rows of page `number`)."""
+    start = (number - 1) * PER_PAGE
+    if not listed:
+        return catalog.page(table, ranges, sort_by, descending, start, PER_PAGE)
+    rows = listed_rows[np.isin(listed_rows, catalog.select(table, ranges))]
+    return len(rows), rows[start:start + PER_PAGE]
+
+
 pages = max(1, math.ceil(len(table) / PER_PAGE))
 st.session_state.browse_page = min(st.session_state.get("browse_page", 1), pages)
-matching, visible = catalog.page(table, ranges, sort_by, descending,
-                                 (st.session_state.browse_page - 1) * PER_PAGE, PER_PAGE)
+matching, visible = _page(st.session_state.browse_page)
 pages = max(1, math.ceil(matching / PER_PAGE))
 if st.session_state.browse_page > pages:  # fewer matches than the page asked for: the last page
     st.session_state.browse_page = pages
-    matching, visible = catalog.page(table, ranges, sort_by, descending, (pages - 1) * PER_PAGE, PER_PAGE)
+    matching, visible = _page(pages)
 right.number_input(f"Page (of {pages:,})", 1, pages, key="browse_page")
 line = "the model's most likely path through the tree" if task.kind == "tree" else \
     "the model's prediction (± its spread) and the true value"
-st.caption(f"{matching:,} of {len(table):,} galaxies match · sorted by {labels.get(sort_by, sort_by)}"
-           f" · one line per galaxy: {line}")
+order = f"sorted by {sort_labels[sort_by]}" if sort_by else "in the order listed"
+st.caption(f"{matching:,} of {len(table) if listed_rows is None else len(listed_rows):,} galaxies match · "
+           f"{order} · one line per galaxy: {line}")
 
 
 @st.dialog("Galaxy", width="large")
@@ -112,5 +144,5 @@ for start in range(0, len(visible), PER_ROW):
                     _details(row)
                 else:
                     state.open_galaxy(gid)
-            value = "" if sort_by == "GalaxyID" else f"{np.float64(table[sort_by].iat[row]):.3g} · "
+            value = "" if sort_by in (None, "GalaxyID") else f"{np.float64(table[sort_by].iat[row]):.3g} · "
             st.caption(f"{value}{lines[k]}")

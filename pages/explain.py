@@ -46,11 +46,13 @@ pixels = state.input_pixels(ctx, row)
 cmap = "coolwarm" if method in explain.SIGNED else "inferno"
 value = "{:.0%}" if ctx.task.kind != "regression" else "{:.3g}"
 
+answers = []
 for side, cell in enumerate(st.columns(2)[:min(2, len(order))]):
     with cell:
         answer = st.selectbox(f"{'Answer' if tree_model else 'Output'} {side + 1}", order,
                               index=min(side, len(order) - 1), key=f"explain_a{side}_q{question}",
                               format_func=lambda c: f"{names[c]} (model {value.format(shares[c])})")
+        answers.append(answer)
         key = state.attribution_key(ctx, row, question, answer, method, conditional)
         if method not in FAST and not state.memoised(key) and not st.button(
                 f"Compute {METHODS[method]}", key=f"explain_go{side}", type="primary"):
@@ -67,3 +69,24 @@ for side, cell in enumerate(st.columns(2)[:min(2, len(order))]):
             what = f"{names[answer]} {value.format(shares[answer])}" + \
                 (" (the map explains its logit)" if ctx.task.kind == "classification" else "")
         st.caption(f"{METHODS[method]} · model {what} · {result.seconds:.1f} s")
+
+st.subheader("Can this map be trusted?")
+st.caption(f"Two checks of the {METHODS[method]} map of {names[answers[0]]}. Randomisation (Adebayo et al. "
+           "2018): the model's weights are re-initialised layer by layer from the head down, on a copy; a map "
+           "that stays alike (rank correlation of |map| near 1) shows the image, not what the model learned. "
+           "Deletion: the most-attributed pixels are replaced by the image's mean first; a map that carries "
+           "information lowers the answer faster than random pixels do.")
+check_key = state.attribution_key(ctx, row, question, answers[0], method, conditional, "attribution check")
+if not state.memoised(check_key) and not st.button("Check this map", key="explain_check", type="primary",
+                                                  help="One map per layer of the model, each at this method's cost"):
+    st.stop()
+check = state.attribution_check(ctx, row, question, answers[0], method, conditional)
+st.markdown(f"**{check.verdict()}**")
+r, d = check.randomisation, check.deletion
+left, right = st.columns(2)
+left.plotly_chart(charts.randomisation(r.steps, r.layers, r.spearman), key="explain_randomisation")
+right.plotly_chart(charts.deletion(d.fractions, d.attributed, d.random, names[answers[0]]), key="explain_deletion")
+shown = np.unique(np.linspace(0, len(r.steps) - 1, 8).round().astype(int))  # at most 8 small maps
+left.image([explain.overlay(np.zeros_like(pixels), r.maps[i], 1.0, cmap) for i in shown], width=72,
+           caption=["original" if r.steps[i] == 0 else f"to {r.layers[r.steps[i] - 1]}" for i in shown])
+right.caption(f"{len(r.layers)} layers randomised, {len(r.steps)} maps · {check.seconds:.1f} s")

@@ -1,10 +1,11 @@
 """Galaxy: one galaxy's image, crowd vs model (± its spread) on all 11 questions, or predicted vs
-true targets or class probabilities for a model of other targets; its path, neighbours and row."""
+true targets or class probabilities for a model of other targets; its path, neighbours and row.
+With a second model chosen on Compare, its answers beside the model's (a toggle drops it)."""
 import numpy as np
 import streamlit as st
 
-from gzcore import catalog, neighbours, tree
-from gzcore.dashboard import charts, navigation, state
+from gzcore import catalog, neighbours
+from gzcore.dashboard import answers, charts, navigation, state
 
 navigation.through_app()  # app.py's set-up first, even when a fresh server's first request is this page
 
@@ -12,7 +13,15 @@ ctx = state.context()
 row = state.galaxy_row(ctx)
 gid = int(ctx.table.GalaxyID.iat[row])
 crowd, spread, task = catalog.has_crowd(ctx.table), catalog.has_spread(ctx.table), ctx.task
-sources = ("crowd", "model") if crowd else ("model",)
+other = state.comparison_path()
+other_info = state.checkpoint_info(other) if other else None
+if other_info is None or (other_info["task"].kind, other_info["task"].columns) != (task.kind, task.columns):
+    other = None  # gone, unreadable, or predicting other outputs than this model
+beside = None  # the second model's (table, row, name) for answers.paths / answers.outputs
+if other is not None:
+    other_table = state.table_for(other, ctx.data_dir, ctx.labels_path)
+    other_row = next(iter(np.flatnonzero(other_table.GalaxyID.to_numpy() == gid)), None)
+    beside = None if other_row is None else (other_table, int(other_row), other.name)
 
 
 def _goto():
@@ -39,19 +48,18 @@ with left:
         st.caption("Drag to zoom, double-click to reset.")
 with right:
     st.markdown(f"**The model predicts** {state.describe_task(task)}")
+    if other is not None:
+        st.toggle(f"Beside `{other.name}` (chosen on Compare)", value=True, key="galaxy_compare",
+                  on_change=state.compare_with, args=(None,), help="Switch off to drop the second model")
+        if other_row is None:
+            st.caption(f"`{other.name}` has no prediction for this galaxy")
     if task.kind == "tree":
         kind = st.segmented_control(
             "Values", ["conditional", "weighted"], default="conditional", key="galaxy_kind",
             help="Conditional: fraction of those asked the question. Weighted: times the share of volunteers "
                  "who reached it (the Kaggle labels).")
         kind = kind or "conditional"  # the control can be cleared
-        for source in sources:
-            w = catalog.weighted(ctx.table, source, rows=[row])[0]
-            steps = tree.most_likely_path(w)
-            known = [s for s in steps if not np.isnan(w[tree.SLICES[s.question]]).any()]  # partial labels
-            st.markdown(f"**{source.capitalize()}'s path:** " + " → ".join(
-                f"Q{s.question} {s.answer.long} ({s.probability:.0%})" for s in known) +
-                (" (questions without crowd labels left out)" if len(known) < len(steps) else ""))
+        answers.paths(ctx.table, row, beside)
     if crowd:
         worst = f" · confident disagreement {ctx.table.disagreement.iat[row]:.2f} (largest at " \
                 f"Q{ctx.table['disagreement Q'].iat[row]})" if task.kind == "tree" else ""
@@ -60,48 +68,11 @@ with right:
         st.caption(f"± spread: {state.spread_source(ctx)} (uncertainty "
                    f"{ctx.table.uncertainty.iat[row]:.3g})")
     if task.kind == "tree":
-        st.markdown(f":orange-background[crowd] :blue-background[model] · questions reached by fewer than "
-                    f"{catalog.LOW_REACH:.0%} of the volunteers are greyed")
+        second = f" :green-background[{other.name}]" if beside else ""
+        st.markdown(f":orange-background[crowd] :blue-background[model]{second} · questions reached by fewer "
+                    f"than {catalog.LOW_REACH:.0%} of the volunteers are greyed")
 
-if task.kind == "tree":
-    st.subheader("The 11 questions")
-    crowd_w = catalog.weighted(ctx.table, "crowd", rows=[row])[0] if crowd else None
-    for i, q in enumerate(tree.QUESTIONS):
-        if i % 2 == 0:
-            cells = st.columns(2)
-        values = catalog.galaxy_values(ctx.table, row, [a.column for a in q.answers], kind)
-        labelled = crowd and not np.isnan(crowd_w[tree.SLICES[q.number]]).any()  # partial labels: not all
-        reach_source = "crowd" if labelled else "model"
-        reach = float(ctx.table[catalog.qcol("reach", q.number, reach_source)].iat[row])
-        greyed = reach < catalog.LOW_REACH
-        with cells[i % 2]:
-            title = f"**{q.title}**"
-            st.markdown(f":gray[{title}]" if greyed else title)
-            st.caption(f"Reached by {reach:.0%} of the {reach_source}" + (" (few: greyed)" if greyed else "")
-                       + ("" if labelled or not crowd else " · no crowd labels for this question"))
-            st.plotly_chart(charts.answers([a.long for a in q.answers], values["crowd"], values["model"],
-                                           greyed, values["spread"] if spread else None),
-                            key=f"galaxy_q{q.number}", config={"displayModeBar": False})
-elif task.kind == "regression":
-    st.subheader("Predicted vs true" if crowd else "Predicted")
-    st.caption(":blue[●] model ± spread · :orange[◆] true value · the axis spans the model's and the true "
-               "values of all galaxies")
-    values = catalog.galaxy_values(ctx.table, row, task.columns)
-    for i, c in enumerate(task.columns):
-        everything = ctx.table[[catalog.col(c, s) for s in sources]].to_numpy(np.float64)
-        span = (np.nanmin(everything), np.nanmax(everything))
-        model, truth, error = values["model"][i], values["crowd"][i], values["spread"][i]
-        metric, chart = st.columns([1, 3], vertical_alignment="center")
-        metric.metric(c, f"{model:.3g}" + ("" if np.isnan(error) else f" ± {error:.2g}"), delta_color="off",
-                      delta=None if np.isnan(truth) else f"{model - truth:+.3g} vs true {truth:.3g}")
-        chart.plotly_chart(charts.target(c, model, error, truth, span), key=f"galaxy_target_{i}",
-                           config={"displayModeBar": False})
-else:
-    st.subheader("Class probabilities")
-    st.markdown(":orange-background[true class] :blue-background[model]")
-    values = catalog.galaxy_values(ctx.table, row, task.columns)
-    st.plotly_chart(charts.answers(list(task.columns), values["crowd"], values["model"], False),
-                    key="galaxy_classes", config={"displayModeBar": False})
+answers.outputs(ctx.table, row, task, kind if task.kind == "tree" else "conditional", beside=beside)
 
 st.subheader("Galaxies like this one")
 st.caption("Nearest in the model's feature space (cosine similarity of its embedding)")
@@ -111,7 +82,7 @@ for cell, r, sim in zip(st.columns(8), near, sims):
         image = state.image_for(ctx, int(r), size=160)
         if image is not None:
             st.image(image, width="stretch")
-        other = int(ctx.table.GalaxyID.iat[int(r)])
-        if st.button(str(other), key=f"near_{other}", width="stretch"):
-            state.open_galaxy(other)
+        neighbour = int(ctx.table.GalaxyID.iat[int(r)])
+        if st.button(str(neighbour), key=f"near_{neighbour}", width="stretch"):
+            state.open_galaxy(neighbour)
         st.caption(f"similarity {sim:.3f}")

@@ -1,4 +1,4 @@
-"""Train: a short training run from the browser, in a background thread, with live curves and a
+"""Train: a short training run from the browser, in a background process, with live curves and a
 before/after comparison. One run at a time per server; in public mode capped (access.TRAINING), on
 the data folder in use, and stopped only by the visitor who started it."""
 from pathlib import Path

@@ -1,6 +1,8 @@
 """The dashboard in a real Chromium against `streamlit run app.py`: deep links into a fresh server,
 browse, open a galaxy, explain it, evaluate, play a round, train a tiny model; the uncertainty views,
-a regression model with its labels CSV, and partial labels. Screenshots go to artifacts/screenshots/."""
+a regression model with its labels CSV, and partial labels; the Atlas (a lasso to Browse, the
+outreach view), Oddballs (seeds, a mark, the list in Browse), an upload on Your galaxy and two models
+compared. Screenshots go to artifacts/screenshots/."""
 import re
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -187,3 +189,83 @@ def test_a_public_demo_refuses_a_deep_link_outside_its_roots(page, dashboard_env
         assert str(tmp_path) not in page.content()
         assert "data=" not in page.url
         snap(page, SHOTS / "public-refusal.png")
+
+
+def test_oddballs_more_like_these_then_browse(page, url):
+    goto(page, f"{url}/{navigation.ODDBALLS.url_path}", "Tick Seed under galaxies")
+    page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 24")
+    snap(page, SHOTS / "oddballs.png")
+    for k in range(2):
+        page.locator('[class*="st-key-odd_pick_"] label').nth(k).click()
+        settle(page)
+    page.get_by_role("button", name="More like these (2 picked)").click()
+    page.get_by_text("2 seed(s), 0 marked interesting").wait_for()
+    settle(page)
+    page.locator('[class*="st-key-like_interesting_"] button').first.click()
+    page.get_by_text("2 seed(s), 1 marked interesting").wait_for()
+    settle(page)
+    snap(page, SHOTS / "oddballs-more-like-these.png")
+    page.get_by_role("button", name="Open all in Browse").click()
+    page.get_by_text("Oddballs: the seeds and the galaxies marked interesting").wait_for()
+    settle(page)
+    assert page.get_by_text("in the order listed").count() == 1
+    snap(page, SHOTS / "browse-from-oddballs.png")
+    page.get_by_role("button", name="Show every galaxy").click()
+    page.get_by_text("96 of 96 galaxies match").wait_for()
+
+
+def test_your_galaxy_takes_an_upload(page, url, dashboard_env):
+    image = sorted((ROOT / dashboard_env["GZ_DATA"] / data.IMAGE_DIRS[0]).glob("*.jpg"))[0]
+    goto(page, f"{url}/{navigation.YOUR_GALAXY.url_path}", "Upload an image to see")
+    page.locator("input[type=file]").set_input_files(str(image))
+    page.get_by_text("The most similar galaxies of the loaded data").wait_for()
+    settle(page)
+    page.wait_for_function("document.querySelectorAll('[data-testid=stPlotlyChart]').length >= 14")
+    assert page.get_by_text("Model's path:").count() == 1
+    snap(page, SHOTS / "your-galaxy.png")
+
+
+def test_compare_two_models_and_a_galaxy_with_both(page, url):
+    goto(page, f"{url}/{navigation.COMPARE.url_path}", "Choose a second checkpoint")
+    box = page.get_by_label("…or another checkpoint file")
+    box.fill(str(ROOT / "checkpoints" / "synthetic.pt"))
+    box.press("Enter")
+    page.get_by_text("Where they disagree most").wait_for()
+    settle(page)
+    snap(page, SHOTS / "compare.png")
+    page.locator('[class*="st-key-compare_open_"] button').first.click()
+    page.get_by_role("heading", name="The 11 questions").wait_for()
+    settle(page)
+    page.wait_for_function("document.querySelectorAll('[data-testid=stPlotlyChart]').length >= 12")
+    snap(page, SHOTS / "galaxy-compare.png")
+    assert page.get_by_text("Beside synthetic.pt (chosen on Compare)").count() == 1
+
+
+def test_atlas_lasso_to_browse_and_the_outreach_view(page, url):
+    goto(page, f"{url}/{navigation.ATLAS.url_path}", "galaxies on the PCA map")
+    page.wait_for_function("document.querySelectorAll('[data-testid=stPlotlyChart] .nsewdrag').length >= 1")
+    page.wait_for_timeout(800)
+    snap(page, SHOTS / "atlas.png")
+    box = page.locator("[data-testid=stPlotlyChart] .nsewdrag").first.bounding_box()
+    corners = [(0.1, 0.1), (0.9, 0.1), (0.9, 0.9), (0.1, 0.9), (0.1, 0.12)]  # a lasso round most of the map
+    page.mouse.move(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.1)
+    page.mouse.down()
+    for fx, fy in corners:
+        page.mouse.move(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy, steps=8)
+    page.mouse.up()
+    page.get_by_text(re.compile(r"^[\d,]+ galaxies selected$")).wait_for()
+    settle(page)
+    page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 12")
+    snap(page, SHOTS / "atlas-selection.png")
+    page.get_by_role("button", name=re.compile(r"^Open [\d,]+ in Browse$")).click()
+    page.get_by_text("selected on the Atlas (PCA map)").first.wait_for()
+    settle(page)
+    snap(page, SHOTS / "browse-from-atlas.png")
+    page.get_by_role("button", name="Show every galaxy").click()
+    settle(page)
+    goto(page, f"{url}/{navigation.ATLAS.url_path}", "galaxies on the PCA map")
+    page.get_by_text("Outreach view").click()
+    page.get_by_text("real galaxies, each the one nearest").wait_for()
+    settle(page)
+    page.wait_for_timeout(1500)
+    snap(page, SHOTS / "atlas-outreach.png")

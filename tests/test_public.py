@@ -8,7 +8,8 @@ import pytest
 from test_app import app_with, show, texts
 
 from gzcore.dashboard import access
-from gzcore.dashboard.navigation import BROWSE, GALAXY, HOME, TRAIN
+from gzcore.dashboard.navigation import BROWSE, COMPARE, GALAXY, HOME, TRAIN
+from gzcore.dashboard.state import COMPARE_WITH
 
 
 @pytest.fixture
@@ -55,6 +56,15 @@ def test_widgets_are_held_to_the_allowed_roots_too(public_env, monkeypatch, tmp_
     assert not at.error and at.session_state["data"] == str(tmp_path / "allowed" / "copy")
     at.text_input(key="home_predictions").set_value("/etc/passwd").run()
     assert "not available here" in texts(at.error) and not chosen(at, "predictions")
+
+
+def test_the_compare_pages_second_model_is_held_to_the_allowed_roots(public_env, monkeypatch, tmp_path):
+    outside = tmp_path / "outside" / "m.pt"
+    shutil.copy(public_env["GZ_CHECKPOINT"], outside)  # a real checkpoint, outside every root
+    at = show(app_with(public_env, monkeypatch), COMPARE)
+    at.text_input(key="compare_model_path").set_value(str(outside)).run()
+    assert "the model chosen is not available here" in texts(at.error) and str(tmp_path) not in texts(at.error)
+    assert chosen(at, COMPARE_WITH) is None and not at.dataframe
 
 
 def test_public_errors_name_files_not_the_servers_folders(public_env, monkeypatch, tmp_path):

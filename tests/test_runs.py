@@ -1,4 +1,5 @@
-"""Training runs in a background thread: events recorded as they come, stop honoured."""
+"""Training runs in a background process: events recorded as they come, stop honoured, the
+server's threads untouched."""
 import time
 
 from dataclasses import replace

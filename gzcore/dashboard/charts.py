@@ -1,15 +1,19 @@
 """Plotly figures for the pages: arrays and frames in, figures out (no Streamlit here)."""
 from __future__ import annotations
 
+import base64
+import io
+
 import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
+from PIL import Image
 
 from gzcore import explain
 
-CROWD, MODEL = "#E8853D", "#3D7EC8"
-GREY_CROWD, GREY_MODEL = "#D9C3B3", "#B3C2D6"
+CROWD, MODEL, OTHER = "#E8853D", "#3D7EC8", "#4CA36B"  # OTHER: a second model (Compare)
+GREY_CROWD, GREY_MODEL, GREY_OTHER = "#D9C3B3", "#B3C2D6", "#BCD6C5"
 MARGIN = dict(l=0, r=0, t=30, b=0)
 
 
@@ -21,11 +25,15 @@ def image(pixels: np.ndarray, height: int = 420) -> go.Figure:
 
 
 def answers(names: list[str], crowd: np.ndarray | None, model: np.ndarray, greyed: bool,
-            spread: np.ndarray | None = None) -> go.Figure:
+            spread: np.ndarray | None = None, other: np.ndarray | None = None,
+            other_name: str = "other model") -> go.Figure:
     """Crowd (or true) and model fractions of one question's answers (or a classifier's class
-    probabilities), side by side on a fixed [0, 1] axis; `spread` draws ± error bars on the model's."""
+    probabilities), side by side on a fixed [0, 1] axis; `spread` draws ± error bars on the model's;
+    `other` adds a second model's bars (named `other_name`) below the model's."""
     bars = {"crowd": (crowd, GREY_CROWD if greyed else CROWD, None),
             "model": (model, GREY_MODEL if greyed else MODEL, spread)}
+    if other is not None:
+        bars[other_name] = (other, GREY_OTHER if greyed else OTHER, None)
     fig = go.Figure()
     for name, (values, colour, error) in bars.items():
         if values is not None and not np.isnan(values).all():  # all NaN: no volunteer reached it
@@ -40,7 +48,8 @@ def answers(names: list[str], crowd: np.ndarray | None, model: np.ndarray, greye
             fig.add_bar(y=names, x=values, name=name, orientation="h", marker_color=colour, **bar)
     fig.update_xaxes(range=[0, 1.12], tickvals=[0, 0.25, 0.5, 0.75, 1], fixedrange=True)  # room for labels
     fig.update_yaxes(autorange="reversed", fixedrange=True, type="category")  # Q11's "1", "2" are names
-    return fig.update_layout(barmode="group", height=60 + 38 * len(names), showlegend=False, bargap=0.25,
+    return fig.update_layout(barmode="group", height=60 + (38 if other is None else 54) * len(names),
+                             showlegend=False, bargap=0.25,
                              margin=dict(l=0, r=0, t=0, b=0))
 
 
@@ -182,3 +191,63 @@ def correlations(corr: pd.DataFrame) -> go.Figure:
     fig = px.imshow(corr, zmin=-1, zmax=1, color_continuous_scale="RdBu_r", aspect="equal")
     fig.update_xaxes(tickfont_size=9, tickangle=-60).update_yaxes(tickfont_size=9)
     return fig.update_layout(height=720, margin=MARGIN, coloraxis_colorbar=dict(title="r", thickness=12))
+
+
+def atlas(xy: np.ndarray, values: np.ndarray, label: str, ids: np.ndarray, height: int = 640) -> go.Figure:
+    """Every galaxy as a WebGL point at its map position (xy, (N, 2)) coloured by `values` (NaN:
+    dark grey), its GalaxyID on hover. Arrays in, arrays out: 60,000 points take milliseconds."""
+    fits = not len(ids) or np.abs(ids).max() < 2 ** 31  # sent as int32; longer ids as text, never rounded
+    fig = go.Figure(go.Scattergl(
+        x=xy[:, 0], y=xy[:, 1], mode="markers", customdata=ids if fits else ids.astype(str),
+        marker=dict(color=values, colorscale="Viridis", size=4, colorbar=dict(title=label, thickness=12)),
+        hovertemplate="GalaxyID %{customdata}<br>%{marker.color:.3g}<extra></extra>"))
+    fig.update_xaxes(visible=False).update_yaxes(visible=False)
+    return fig.update_layout(height=height, margin=dict(l=0, r=0, t=0, b=0), dragmode="lasso")
+
+
+def png(pixels: np.ndarray) -> str:
+    """An RGB image as a data URI (base64 PNG), as Plotly's layout images take it."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def atlas_mosaic(xy: np.ndarray, centres: np.ndarray, cell: tuple[float, float], images: list,
+                 height: int = 760) -> go.Figure:
+    """The map as real galaxies: each image (RGB, or None to leave its cell empty) fills the grid
+    cell at its centre (atlas.mosaic), over faint points for every galaxy, on black."""
+    fig = go.Figure(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", hoverinfo="skip",
+                                 marker=dict(color="rgba(255, 255, 255, 0.3)", size=2)))
+    fig.update_layout(images=[dict(source=png(pixels), x=float(x), y=float(y), xref="x", yref="y",
+                                   sizex=cell[0], sizey=cell[1], xanchor="center", yanchor="middle",
+                                   sizing="contain", layer="above")
+                              for (x, y), pixels in zip(centres, images) if pixels is not None])
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, scaleanchor="x", scaleratio=cell[0] / cell[1])  # square cells on screen
+    return fig.update_layout(height=height, margin=dict(l=0, r=0, t=0, b=0), plot_bgcolor="black",
+                             paper_bgcolor="black")
+
+
+def randomisation(steps: np.ndarray, layers: tuple[str, ...], spearman: np.ndarray) -> go.Figure:
+    """Cascading randomisation (explain_checks.Randomisation): the rank correlation of the map after
+    randomising the layers up to each step (the head first) with the original map."""
+    names = ["none", *layers]
+    fig = go.Figure(go.Scatter(x=[names[k] for k in steps], y=spearman, mode="lines+markers",
+                               line=dict(color=MODEL), hovertemplate="randomised down to %{x}<br>"
+                                                                     "Spearman %{y:.2f}<extra></extra>"))
+    fig.add_hline(y=0, line_dash="dash", line_color="grey")
+    fig.update_xaxes(title="randomised down to (head first)", type="category", tickangle=-60, tickfont_size=9)
+    fig.update_yaxes(title="Spearman with the original |map|", range=[-1.05, 1.05])
+    return fig.update_layout(height=380, margin=MARGIN, showlegend=False)
+
+
+def deletion(fractions: np.ndarray, attributed: np.ndarray, random: np.ndarray, label: str) -> go.Figure:
+    """Deletion curves (explain_checks.Deletion): the explained output as the most-attributed pixels
+    are replaced first, against random orders."""
+    fig = go.Figure()
+    for name, values, colour in (("most-attributed first", attributed, MODEL), ("random order", random, "#AAAAAA")):
+        fig.add_scatter(x=fractions, y=values, name=name, mode="lines+markers", line=dict(color=colour),
+                        hovertemplate=f"%{{x:.0%}} replaced<br>{label} %{{y:.3f}}<extra>{name}</extra>")
+    fig.update_xaxes(title="pixels replaced by the image's mean", tickformat=".0%")
+    fig.update_yaxes(title=label, rangemode="tozero")
+    return fig.update_layout(height=380, margin=MARGIN, legend=dict(orientation="h", y=1.12))

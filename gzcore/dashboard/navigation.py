@@ -38,11 +38,15 @@ HOME = Page("home", "Home", ":material/home:", "")
 BROWSE = Page("browse", "Browse", ":material/grid_view:", "Explore")
 GALAXY = Page("galaxy", "Galaxy", ":material/cyclone:", "Explore")
 EXPLAIN = Page("explain", "Explain", ":material/visibility:", "Explore")
+ATLAS = Page("atlas", "Atlas", ":material/scatter_plot:", "Explore")
+ODDBALLS = Page("oddballs", "Oddballs", ":material/travel_explore:", "Explore")
+YOUR_GALAXY = Page("your_galaxy", "Your galaxy", ":material/upload:", "Explore")
 EVALUATE = Page("evaluate", "Evaluate", ":material/query_stats:", "Model")
 DATASET = Page("dataset", "Dataset", ":material/bar_chart:", "Model")
+COMPARE = Page("compare", "Compare models", ":material/compare_arrows:", "Model")
 TRAIN = Page("train", "Train", ":material/model_training:", "Model")
 PLAY = Page("play", "Play", ":material/sports_esports:", "Outreach")
-PAGES = (HOME, BROWSE, GALAXY, EXPLAIN, EVALUATE, DATASET, TRAIN, PLAY)  # in sidebar order
+PAGES = (HOME, BROWSE, GALAXY, EXPLAIN, ATLAS, ODDBALLS, YOUR_GALAXY, EVALUATE, COMPARE, DATASET, TRAIN, PLAY)  # in sidebar order
 SECTIONS = tuple(dict.fromkeys(p.section for p in PAGES))
 
 

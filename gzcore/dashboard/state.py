@@ -9,6 +9,7 @@ page, and Streamlit cannot replay elements a cached function drew into a bar cre
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -22,8 +23,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from gzcore import (catalog, checkpoint, data, evaluate, explain, large_catalog, runs, shipped, synthetic, targets,
-                    tree)
+from gzcore import (atlas, catalog, checkpoint, compare, data, evaluate, explain, explain_checks, large_catalog,
+                    neighbours, oddballs, runs, shipped, synthetic, targets, tree, upload)
 from gzcore.dashboard import access, choices, navigation
 from gzcore.dashboard.choices import (checkpoint_path, choose, data_dir, images_dir, labels_path, predictions_path,
                                      runs_dir, universe_dir)
@@ -158,11 +159,47 @@ def embeddings_for(ctx: "Context") -> np.ndarray:
                 "Embedding every galaxy (once; cached on disk)", max_entries=8)
 
 
+def _atlas_key(ctx: "Context", method: str) -> tuple:
+    return ("atlas", method, str(ctx.data_dir), _folder_key(ctx.data_dir), catalog.file_key(ctx.ckpt_path))
+
+
+def atlas_ready(ctx: "Context", method: str) -> bool:
+    """Whether the `method` map of every galaxy is at hand: held by this server or on disk."""
+    return memoised(_atlas_key(ctx, method)) or atlas.cache_file(
+        ctx.galaxies, ctx.ckpt, ctx.ckpt_path, data.default_cache_dir(), method).is_file()
+
+
+def atlas_map(ctx: "Context", method: str) -> np.ndarray:
+    """(N, 2) map positions of every galaxy by `method` (atlas.coordinates; on disk after once)."""
+    return memo(_atlas_key(ctx, method),
+                lambda progress: atlas.coordinates(embeddings_for(ctx), method, ctx.galaxies, ctx.ckpt,
+                                                   ctx.ckpt_path, data.default_cache_dir()), max_entries=8)
+
+
 def held_out_rows(folder: Path, ckpt_path: Path, labels: Path | None = None) -> np.ndarray:
     """Rows of the folder's catalogue in the checkpoint's held-out split."""
     ckpt = model_for(ckpt_path)[1]
     galaxies = crops_for(folder, ckpt["preprocess"], targets.of_checkpoint(ckpt), labels)[1]
     return checkpoint.split(galaxies, ckpt)[1]
+
+
+def _model_key(ctx: "Context") -> tuple:
+    return str(ctx.data_dir), _folder_key(ctx.data_dir), catalog.file_key(ctx.ckpt_path)
+
+
+def oddness_for(ctx: "Context") -> np.ndarray:
+    """oddballs.anomaly of every galaxy, from `embeddings_for` (on disk after once)."""
+    embeddings = embeddings_for(ctx)
+    return memo(("oddness", *_model_key(ctx)),
+                lambda progress: oddballs.anomaly_cached(embeddings, data.default_cache_dir(), progress),
+                "Scoring how odd every galaxy is (once; cached on disk)", max_entries=8)
+
+
+def more_like_for(ctx: "Context", positives: list[int], negatives: list[int], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """oddballs.more_like of these rows over every galaxy's embedding: the best `n` (rows, probability)."""
+    embeddings = embeddings_for(ctx)
+    return memo(("more like", *_model_key(ctx), tuple(positives), tuple(negatives), n),
+                lambda progress: oddballs.more_like(embeddings, positives, negatives, n), max_entries=32)
 
 
 @dataclass
@@ -344,6 +381,50 @@ def open_galaxy(galaxy_id, page: navigation.Page = navigation.GALAXY) -> None:
     st.switch_page(page.script)
 
 
+BROWSE_IDS = "browse_ids"  # session state: {"ids": [GalaxyID, ...], "why": str} that Browse shows alone
+
+
+def show_in_browse(galaxy_ids, why: str) -> None:
+    """Open Browse on these galaxies only, in this order (an Atlas selection, an Oddballs ranking);
+    Browse says `why` and offers a way back to every galaxy."""
+    st.session_state[BROWSE_IDS] = {"ids": [int(i) for i in galaxy_ids], "why": why}
+    st.switch_page(navigation.BROWSE.script)
+
+
+COMPARE_WITH = "compare_with"  # session state: the checkpoint Compare and Galaxy show beside the model
+
+
+def comparison_path() -> Path | None:
+    """The checkpoint chosen on Compare to show beside the model, or None."""
+    chosen = st.session_state.get(COMPARE_WITH)
+    return Path(chosen) if chosen else None
+
+
+def compare_with(path) -> None:
+    """Show `path` beside the model (None or '': stop); in public mode only a checkpoint that
+    access.admit lets through (a refusal is shown on the next run, as choices.choose's are)."""
+    if path in (None, ""):
+        st.session_state[COMPARE_WITH] = None
+        return
+    try:
+        st.session_state[COMPARE_WITH] = access.admit("model", str(path))
+    except access.Refused as e:
+        st.session_state.setdefault(choices.REFUSED, []).append(str(e))
+
+
+def comparison(ctx: Context, other: Path) -> compare.Comparison:
+    """compare.of_tables of the model and `other` over the folder (both catalogues as `table_for`
+    makes them); CheckpointError when the two predict different outputs."""
+    task = compare.same_task(ctx.ckpt, model_for(other)[1], ctx.ckpt_path, other)
+    table = table_for(other, ctx.data_dir, ctx.labels_path)
+    key = ("comparison", str(ctx.data_dir), _folder_key(ctx.data_dir), catalog.file_key(ctx.ckpt_path),
+           catalog.file_key(other), str(ctx.labels_path), _labels_key(ctx.labels_path))
+    held = [held_out_rows(ctx.data_dir, path, ctx.labels_path) for path in (ctx.ckpt_path, other)]
+    return memo(key, lambda progress: compare.of_tables(ctx.table, table, *held, task,
+                                                        compare.names_of(ctx.ckpt_path, other)),
+                max_entries=8)
+
+
 def baselines(ctx: Context) -> dict[str, float]:
     """evaluate.baselines fitted on the checkpoint's training split, scored on its held-out one."""
     train_rows, held = checkpoint.split(ctx.galaxies, ctx.ckpt)
@@ -360,13 +441,51 @@ def mean_image(ctx: Context) -> np.ndarray:
 
 def input_pixels(ctx: Context, row: int) -> np.ndarray:
     """The pixels the model sees (its central input_size crop) as uint8 (s, s, C)."""
-    x = explain.model_input(ctx.crops[row], ctx.input_size)
+    return _input_pixels(ctx.crops[row], ctx.input_size)
+
+
+def _input_pixels(crop: np.ndarray, input_size: int) -> np.ndarray:
+    x = explain.model_input(crop, input_size)
     return (x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
+@dataclass(frozen=True, eq=False)
+class Brought:
+    """An image a visitor brings, through the loaded model."""
+    image: upload.Upload
+    pixels: np.ndarray              # the model's input, uint8 (s, s, C)
+    table: pd.DataFrame             # the model's one-row catalogue (catalog.predict: as the data's rows)
+    embedding: np.ndarray           # its unit feature vector (neighbours.embed)
+    saliency: explain.Attribution   # of Q1's top answer, or of the top class, or of the first target
+
+
+def brought(ctx: Context, blob: bytes, name: str) -> Brought:
+    """An uploaded file (upload.read_bytes, within this server's limits) through the loaded model:
+    its answers, embedding and saliency map, once per file content and model. Bad files raise
+    DataError naming them."""
+    def compute(progress):
+        image = upload.read_bytes(blob, name, data.Preprocess(**ctx.ckpt["preprocess"]), access.public())
+        pred, spread = catalog.predict(ctx.model, image.crop[None], ctx.ckpt)
+        columns = list(ctx.task.columns)
+        table = evaluate.predictions_table([0], pred, None, columns)
+        if spread is not None:
+            table[[catalog.col(c, "spread") for c in columns]] = spread
+        pixels = _input_pixels(image.crop, ctx.input_size)
+        if ctx.task.kind == "tree":
+            saliency = explain.explain(ctx.model, pixels, 1)
+        else:
+            saliency = explain.explain_output(ctx.model, pixels, int(pred[0].argmax())
+                                              if ctx.task.kind == "classification" else 0)
+        return Brought(image, pixels, catalog.enrich(table, ctx.task),
+                       neighbours.embed(ctx.model, image.crop[None], ctx.input_size)[0], saliency)
+    key = ("brought", hashlib.sha1(blob).hexdigest(), name, catalog.file_key(ctx.ckpt_path), access.public())
+    return memo(key, compute, max_entries=8)
+
+
 def attribution_key(ctx: Context, row: int, question: int | None, answer: str, method: str,
-                    conditional: bool) -> tuple:
-    return ("attribution", catalog.file_key(ctx.ckpt_path), int(ctx.galaxies.ids[row]), question, answer,
+                    conditional: bool, kind: str = "attribution") -> tuple:
+    """The memo key of a map (`kind` "attribution") or of its checks ("attribution check")."""
+    return (kind, catalog.file_key(ctx.ckpt_path), int(ctx.galaxies.ids[row]), question, answer,
             method, conditional)
 
 
@@ -388,6 +507,20 @@ def attribution(ctx: Context, row: int, question: int | None, answer: str, metho
         name = answer
     return memo(attribution_key(ctx, row, question, answer, method, conditional), compute,
                 f"{method} for {name}: images through the model")
+
+
+def attribution_check(ctx: Context, row: int, question: int | None, answer: str, method: str,
+                      conditional: bool = True) -> explain_checks.Check:
+    """explain_checks.check of the map `attribution` shows, once per model/galaxy/answer/method."""
+    pixels = input_pixels(ctx, row)
+    tree_model = ctx.task.kind == "tree"
+
+    def compute(progress):
+        return explain_checks.check(ctx.model, pixels, question, answer if tree_model else None, method,
+                                    conditional, None if tree_model else ctx.task.columns.index(answer),
+                                    progress=progress)
+    return memo(attribution_key(ctx, row, question, answer, method, conditional, "attribution check"), compute,
+                f"Checking the {method} map: maps of randomised models, then deletions", max_entries=32)
 
 
 @st.cache_resource
