@@ -1,15 +1,18 @@
 """A load test in the real browser: N concurrent visitors browse, open galaxies and compute
 explanations while a training run goes on the same server.
 
-    python -m benchmarks.load --sessions 10 --minutes 3 [--data DIR] [--out artifacts/load.json]
+    python -m benchmarks.load --sessions 10 --minutes 3 [--client protocol] [--data DIR] [--out artifacts/load.json]
 
 One `streamlit run app.py` on the data (default: the real sample), its pages visited once (warm
 caches), then a training run started from the Train page (all galaxies, 2 epochs, one thread as the
 dashboard runs it) and N visitors, each a session of its own in one Chromium, clicking through the
 dashboard as a person does (`visitor`: Browse, a page of it, a galaxy, a look-alike, Explain; a few
-seconds on each page) until the time is up. Recorded: every page's time from navigation to the end of
+seconds on each page) until the time is up; or, with `--client protocol`, N visitors speaking
+Streamlit's websocket protocol without a browser (the server's side alone, as when the visitors'
+browsers run on their own machines). Recorded: every page's time from navigation to the end of
 its run (p50 / p95), errors (timeouts, exceptions on a page), the server's resident memory before
-and after, whether the server stayed up and whether the run finished with a checkpoint that loads.
+and after, whether the server stayed up and whether the run finished with a checkpoint that loads,
+and the CPU seconds spent by role (`cpu_seconds`: pages, training, browsers, the rest).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gzcore import checkpoint, data, runs, shipped
+from gzcore import checkpoint, data, shipped
 
 from . import REAL_DATA, browser
 
@@ -41,19 +44,25 @@ def rss_mb(pid: int) -> float:
 
 
 def cpu_seconds(server: int) -> dict[str, float]:
-    """CPU seconds used so far by role, from every thread in /proc: the server's threads serving
-    pages, its training thread and that thread's decode workers (both at runs.NICE), the browsers
-    (Chromium and Playwright's driver) and everything else."""
-    tick, used = os.sysconf("SC_CLK_TCK"), dict.fromkeys(("pages", "training", "browsers", "other"), 0.0)
-    for stat in Path("/proc").glob("[0-9]*/task/[0-9]*/stat"):
+    """CPU seconds used so far by role, per process from /proc (a process's count holds its ended
+    threads, such as Streamlit's one thread per script run): the server (its pages), its training
+    run's process and that process's decode workers, the browsers (Chromium and Playwright's driver)
+    and everything else."""
+    tick, found = os.sysconf("SC_CLK_TCK"), {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
         except OSError:  # ended meanwhile
             continue
-        comm, fields = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
-        tgid, ppid, seconds = int(stat.parts[2]), int(fields[1]), (int(fields[11]) + int(fields[12])) / tick
-        if tgid == server or ppid == server:
-            role = "training" if int(fields[16]) == runs.NICE else "pages"
+        fields = text[text.rindex(")") + 2:].split()
+        found[int(stat.parent.name)] = (text[text.index("(") + 1:text.rindex(")")], int(fields[1]),
+                                        (int(fields[11]) + int(fields[12])) / tick)
+    used = dict.fromkeys(("pages", "training", "browsers", "other"), 0.0)
+    for pid, (comm, parent, seconds) in found.items():
+        if pid == server:
+            role = "pages"
+        elif parent == server or found.get(parent, ("", 0))[1] == server:
+            role = "training"
         elif "chrom" in comm or comm.startswith("node"):  # node: Playwright's driver
             role = "browsers"
         else:
@@ -139,6 +148,48 @@ async def visitors(url: str, firsts: list[int], until: float, times: dict, error
         await chromium.close()
 
 
+async def protocol_visitors(url: str, ids: list[int], sessions: int, until: float, times: dict,
+                            errors: list) -> None:
+    """`sessions` visitors that speak Streamlit's own protocol (its websocket, as the browser's
+    front end does) and render nothing: the server's latency when the visitors' browsers run on
+    their own machines. Each loops Browse -> a random galaxy -> its Explain page, THINK seconds on each."""
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+    from websockets.asyncio.client import connect
+    early = 2  # script_finished status FINISHED_EARLY_FOR_RERUN: the run goes on
+
+    async def show(ws, name: str, query: str) -> None:
+        ask = BackMsg()
+        ask.rerun_script.page_name, ask.rerun_script.query_string = name, query
+        await ws.send(ask.SerializeToString())
+        while True:
+            message = ForwardMsg()
+            message.ParseFromString(await ws.recv())
+            kind = message.WhichOneof("type")
+            if kind == "delta" and message.delta.new_element.WhichOneof("type") == "exception":
+                errors.append(f"{name}: exception on the page: {message.delta.new_element.exception.message[:120]}")
+            if kind == "script_finished" and message.script_finished != early:
+                return
+
+    async def visitor(seed: int) -> None:
+        rng = random.Random(seed)
+        async with connect(url.replace("http", "ws", 1) + "/_stcore/stream", subprotocols=["streamlit"],
+                           max_size=None) as ws:
+            while time.time() < until:
+                gid = rng.choice(ids)
+                for name, query in (("browse", ""), ("galaxy", f"galaxy={gid}"), ("explain", f"galaxy={gid}")):
+                    await asyncio.sleep(rng.uniform(*THINK))
+                    begun = time.perf_counter()
+                    try:
+                        await asyncio.wait_for(show(ws, name, query), 120)
+                    except (asyncio.TimeoutError, OSError) as e:
+                        errors.append(f"{name}: {type(e).__name__}")
+                        return
+                    times.setdefault(name, []).append(time.perf_counter() - begun)
+
+    await asyncio.gather(*(visitor(k) for k in range(sessions)))
+
+
 def start_training(url: str) -> None:
     """Start a run from the Train page: every galaxy, 2 epochs (the page's one thread)."""
     with browser.chromium() as page:
@@ -149,7 +200,7 @@ def start_training(url: str) -> None:
         page.get_by_role("button", name="Stop").wait_for()  # the run is under way
 
 
-def run(folder: Path, sessions: int, minutes: float, cache: Path) -> dict:
+def run(folder: Path, sessions: int, minutes: float, cache: Path, client: str = "chromium") -> dict:
     ids = pd.read_csv(folder / data.LABELS_FILE, usecols=["GalaxyID"]).GalaxyID.tolist()
     env = {"GZ_DATA": str(folder), "GZ_CHECKPOINT": str(shipped.folder() / "default.pt"), "GZ_CACHE": str(cache)}
     with browser.server(env, timeout=120) as url:
@@ -164,7 +215,9 @@ def run(folder: Path, sessions: int, minutes: float, cache: Path) -> dict:
         errors: list[str] = []
         cpu_before, until = cpu_seconds(url.pid), time.time() + 60 * minutes
         firsts = [random.Random(k).choice(ids) for k in range(sessions)]
-        driving = threading.Thread(target=asyncio.run, args=(visitors(url, firsts, until, times, errors),))
+        load = visitors(url, firsts, until, times, errors) if client == "chromium" else \
+            protocol_visitors(url, ids, sessions, until, times, errors)
+        driving = threading.Thread(target=asyncio.run, args=(load,))
         driving.start()
         time.sleep(max(0.0, until - time.time()))
         cpu = {role: seconds - cpu_before[role] for role, seconds in cpu_seconds(url.pid).items()}  # browsers open
@@ -175,7 +228,8 @@ def run(folder: Path, sessions: int, minutes: float, cache: Path) -> dict:
             time.sleep(5)
         alive = browser.healthy(url)
         runs = sorted(set((cache / "runs").glob("*.pt")) - earlier)
-    return {"sessions": sessions, "minutes": minutes, "think_s": THINK, "data": str(folder), "galaxies": len(ids),
+    return {"sessions": sessions, "client": client, "minutes": minutes, "think_s": THINK, "data": str(folder),
+            "galaxies": len(ids),
             "pages": {name: {"visits": len(v), "p50_s": float(np.percentile(v, 50)),
                              "p95_s": float(np.percentile(v, 95))} for name, v in times.items()},
             "cpu_seconds": cpu, "page_views": sum(len(v) for v in times.values()),
@@ -199,11 +253,14 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__.split("\n")[0])
     p.add_argument("--sessions", type=int, default=10)
     p.add_argument("--minutes", type=float, default=3.0)
+    p.add_argument("--client", choices=("chromium", "protocol"), default="chromium",
+                   help="chromium: real browsers on this machine; protocol: Streamlit's websocket alone, "
+                        "as visitors whose browsers run elsewhere")
     p.add_argument("--data", type=Path, default=REAL_DATA)
     p.add_argument("--cache", type=Path, default=Path("artifacts/load-cache"))
     p.add_argument("--out", type=Path, default=Path("artifacts/load.json"))
     args = p.parse_args(argv)
-    result = run(args.data, args.sessions, args.minutes, args.cache)
+    result = run(args.data, args.sessions, args.minutes, args.cache, args.client)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))

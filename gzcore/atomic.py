@@ -35,13 +35,15 @@ def _running(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def write(path):
+def write(path, make_folder: bool = True):
     """A binary file to write `path` through: a temporary file beside it (`temporary`), flushed
     and synced to disk, then renamed over `path` when the block ends without error (and the folder
     synced, so that the rename survives a power cut). On error it is removed and `path` unchanged;
-    a killed process's leftover for `path` is removed first."""
+    a killed process's leftover for `path` is removed first. Without `make_folder`, a missing folder
+    is a FileNotFoundError (the crop cache's parts: their folder gone means another process is done)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if make_folder:
+        path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(path.parent, path.name)
     tmp = temporary(path)
     try:

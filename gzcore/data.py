@@ -550,7 +550,8 @@ def _build_parts(galaxies: GalaxySet, pp: Preprocess, parts: Path, workers: int 
                     (0, pp.size, pp.size, pp.channels), np.uint8)
                 try:
                     _write_whole(parts / f"{k:06d}.npz",
-                                 lambda f: np.savez(f, crops=kept, keep=keep, bad=np.array(bad, str)))
+                                 lambda f: np.savez(f, crops=kept, keep=keep, bad=np.array(bad, str)),
+                                 make_folder=False)
                 except FileNotFoundError:  # the folder is gone: another process finished the cache
                     return
                 done += len(crops)
@@ -606,9 +607,9 @@ def _member(path: Path, name: str) -> np.ndarray:
         raise _Damaged(path) from e
 
 
-def _write_whole(path: Path, write) -> None:
+def _write_whole(path: Path, write, make_folder: bool = True) -> None:
     """Write `path` whole or not at all through `write(file)` (gzcore.atomic)."""
-    with atomic.write(path) as f:
+    with atomic.write(path, make_folder) as f:
         write(f)
 
 
