@@ -151,16 +151,21 @@ def table_for(ckpt_path: Path, folder: Path | None = None, labels: Path | None =
                 "Predicting every galaxy (once; cached on disk)", max_entries=4)
 
 
+def _model_key(ctx: "Context") -> tuple:
+    """What a result of the loaded data and model is keyed by: the folder, its files, the checkpoint file."""
+    return str(ctx.data_dir), _folder_key(ctx.data_dir), catalog.file_key(ctx.ckpt_path)
+
+
 def embeddings_for(ctx: "Context") -> np.ndarray:
     """The model's unit feature vectors of every galaxy (catalog.embeddings; on disk after once)."""
-    key = ("embeddings", str(ctx.data_dir), _folder_key(ctx.data_dir), catalog.file_key(ctx.ckpt_path))
+    key = ("embeddings", *_model_key(ctx))
     return memo(key, lambda progress: catalog.embeddings(ctx.galaxies, ctx.crops, ctx.model, ctx.ckpt,
                                                          ctx.ckpt_path, data.default_cache_dir(), progress),
                 "Embedding every galaxy (once; cached on disk)", max_entries=8)
 
 
 def _atlas_key(ctx: "Context", method: str) -> tuple:
-    return ("atlas", method, str(ctx.data_dir), _folder_key(ctx.data_dir), catalog.file_key(ctx.ckpt_path))
+    return ("atlas", method, *_model_key(ctx))
 
 
 def atlas_ready(ctx: "Context", method: str) -> bool:
@@ -181,10 +186,6 @@ def held_out_rows(folder: Path, ckpt_path: Path, labels: Path | None = None) -> 
     ckpt = model_for(ckpt_path)[1]
     galaxies = crops_for(folder, ckpt["preprocess"], targets.of_checkpoint(ckpt), labels)[1]
     return checkpoint.split(galaxies, ckpt)[1]
-
-
-def _model_key(ctx: "Context") -> tuple:
-    return str(ctx.data_dir), _folder_key(ctx.data_dir), catalog.file_key(ctx.ckpt_path)
 
 
 def oddness_for(ctx: "Context") -> np.ndarray:
@@ -417,7 +418,7 @@ def comparison(ctx: Context, other: Path) -> compare.Comparison:
     makes them); CheckpointError when the two predict different outputs."""
     task = compare.same_task(ctx.ckpt, model_for(other)[1], ctx.ckpt_path, other)
     table = table_for(other, ctx.data_dir, ctx.labels_path)
-    key = ("comparison", str(ctx.data_dir), _folder_key(ctx.data_dir), catalog.file_key(ctx.ckpt_path),
+    key = ("comparison", *_model_key(ctx),
            catalog.file_key(other), str(ctx.labels_path), _labels_key(ctx.labels_path))
     held = [held_out_rows(ctx.data_dir, path, ctx.labels_path) for path in (ctx.ckpt_path, other)]
     return memo(key, lambda progress: compare.of_tables(ctx.table, table, *held, task,
@@ -428,7 +429,7 @@ def comparison(ctx: Context, other: Path) -> compare.Comparison:
 def baselines(ctx: Context) -> dict[str, float]:
     """evaluate.baselines fitted on the checkpoint's training split, scored on its held-out one."""
     train_rows, held = checkpoint.split(ctx.galaxies, ctx.ckpt)
-    key = ("baselines", str(ctx.data_dir), _folder_key(ctx.data_dir), catalog.file_key(ctx.ckpt_path),
+    key = ("baselines", *_model_key(ctx),
            str(ctx.labels_path), _labels_key(ctx.labels_path))
     return memo(key, lambda progress: evaluate.baselines(ctx.crops, ctx.task.comparable(ctx.galaxies.labels),
                                                          train_rows, held, ctx.task))
