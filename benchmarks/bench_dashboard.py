@@ -4,6 +4,7 @@ and each page's time to first content and to a finished run in Chromium."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -11,7 +12,7 @@ import pandas as pd
 import plotly.io
 import plotly.tools
 
-from gzcore import atlas, catalog, checkpoint, data, evaluate, large_catalog, survey, tree
+from gzcore import atlas, catalog, checkpoint, computed, data, evaluate, large_catalog, survey, tree
 from gzcore.dashboard import charts, navigation
 
 from . import browser
@@ -195,7 +196,8 @@ def first_start(ctx: Context) -> Row:
 def run(ctx: Context) -> list[Row]:
     model, ckpt = checkpoint.load(ctx.checkpoint)
     held = checkpoint.data_for(ckpt, ctx.data, cache_dir=ctx.cache)
-    real = catalog.build(held.galaxies, held.crops, model, ckpt, ctx.checkpoint, ctx.scratch)
+    subject = computed.Subject(held.galaxies, ckpt, Path(ctx.checkpoint), ctx.scratch)
+    real = catalog.build(subject, held.crops, model)
     n = ctx.pick(60_000, 6_000)
     raw = random_catalogue(n)
     start = time.perf_counter()
@@ -206,8 +208,7 @@ def run(ctx: Context) -> list[Row]:
         ms = median_ms(lambda: browse_change(table), ctx.pick(20, 3))
         rows.append(Row(f"Browse filter change, {name}, {len(table):,} rows", ms, "ms", goal="< 100 ms",
                         met=ms < 100))
-    rows += atlas_rows(ctx, big, catalog.embeddings(held.galaxies, held.crops, model, ckpt, ctx.checkpoint,
-                                                    ctx.scratch))
+    rows += atlas_rows(ctx, big, catalog.embeddings(subject, held.crops, model))
     if not browser.CHROMIUM.is_file():
         return rows + million_rows(ctx) + [Row("page times", f"skipped: {browser.CHROMIUM} not found")]
     env = {"GZ_DATA": str(ctx.data), "GZ_CHECKPOINT": str(ctx.checkpoint), "GZ_CACHE": str(ctx.cache)}

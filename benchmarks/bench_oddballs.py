@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.ensemble import IsolationForest
 
 from benchmarks import REAL_DATA, ROOT
-from gzcore import catalog, checkpoint, data, evaluate, oddballs, tree
+from gzcore import catalog, checkpoint, computed, data, evaluate, oddballs, tree
 
 TOP = 50
 HUNTS = {"odd (Class6.1 ≥ 0.5)": ("Class6.1", 0.5), "ring (Class8.1 ≥ 0.25)": ("Class8.1", 0.25),
@@ -63,7 +64,8 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     model, ckpt = checkpoint.load(args.checkpoint)
     held = checkpoint.data_for(ckpt, args.data, labels=True, cache_dir=data.default_cache_dir())
-    emb = catalog.embeddings(held.galaxies, held.crops, model, ckpt, args.checkpoint, data.default_cache_dir())
+    subject = computed.Subject(held.galaxies, ckpt, Path(args.checkpoint), data.default_cache_dir())
+    emb = catalog.embeddings(subject, held.crops, model)
     labels = held.galaxies.labels
     odd = labels[:, tree.COLUMNS.index("Class6.1")] >= 0.5
     everyone, val = np.arange(len(emb)), held.val_idx

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from . import atomic, catalog, data
+from . import computed, data
 
 METHODS = ("pca", "umap")
 UMAP_SEED = 0          # UMAP's random_state: the same map for the same embedding
@@ -62,25 +62,15 @@ def project(embeddings: np.ndarray, method: str) -> np.ndarray:
     return pca(embeddings) if method == "pca" else umap(embeddings)
 
 
-def cache_file(galaxies: data.GalaxySet, ckpt: dict, ckpt_path, cache_dir, method: str) -> Path:
-    """Where `coordinates` keeps the map of `galaxies` by this checkpoint file: keyed by the data's
-    fingerprint and the checkpoint's file_key, as the catalogue's embeddings are."""
-    fingerprint = data.fingerprint(galaxies, data.Preprocess(**ckpt["preprocess"]))
-    seed = f"-seed{UMAP_SEED}" if method == "umap" else ""
-    return Path(cache_dir) / "atlas" / f"{fingerprint}-{catalog.file_key(ckpt_path)}-{method}{seed}.npy"
+def cache_file(subject: computed.Subject, method: str) -> Path:
+    """Where `coordinates` keeps the `method` map of the subject's galaxies."""
+    return subject.file("atlas", f"-{method}{f'-seed{UMAP_SEED}' if method == 'umap' else ''}.npy")
 
 
-def coordinates(embeddings: np.ndarray, method: str, galaxies: data.GalaxySet, ckpt: dict, ckpt_path,
-                cache_dir) -> np.ndarray:
-    """`project` of the model's embeddings of `galaxies`, read from `cache_file` when this data and
-    checkpoint file were mapped before, else computed and written there atomically."""
-    path = cache_file(galaxies, ckpt, ckpt_path, cache_dir, method)
-    if path.is_file():
-        return np.load(path)
-    xy = project(embeddings, method)
-    with atomic.write(path) as f:  # two sessions may compute it at once
-        np.save(f, xy)
-    return xy
+def coordinates(embeddings: np.ndarray, method: str, subject: computed.Subject, progress=None) -> np.ndarray:
+    """`project` of the model's embeddings of the subject's galaxies, computed once (`computed.once`)."""
+    return computed.once(cache_file(subject, method), lambda report: project(embeddings, method),
+                         computed.npy, computed.save_npy, progress)
 
 
 def nearest_on_map(xy: np.ndarray, row: int, k: int = 8) -> np.ndarray:

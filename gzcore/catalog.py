@@ -33,7 +33,6 @@ vanishes for questions few volunteers were asked. A galaxy's score is its larges
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from . import atomic, data, evaluate, models, neighbours, targets, tree
+from . import checkpoint, computed, data, evaluate, models, neighbours, targets, tree
 
 LOW_REACH = 0.5        # questions reached by fewer than half of the volunteers are shown greyed
 CONFIDENT = 0.8        # "crowd-confident": top conditional answer at least this
@@ -201,18 +200,6 @@ def enrich(table: pd.DataFrame, task: targets.Task = targets.TREE) -> pd.DataFra
 # ------------------------------------------------------------------ building and caching
 
 
-def file_key(path) -> str:
-    """Identity of a file's current contents for cache keys: path, size and modification time."""
-    path = Path(path).resolve()
-    st = path.stat()
-    return hashlib.sha1(f"{path}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
-
-
-def _cache_file(kind: str, galaxies: data.GalaxySet, ckpt: dict, ckpt_path, cache_dir, suffix: str) -> Path:
-    fp = data.fingerprint(galaxies, data.Preprocess(**ckpt["preprocess"]))
-    return Path(cache_dir) / kind / f"{fp}-{file_key(ckpt_path)}{suffix}"
-
-
 def predict(model, crops, ckpt: dict, progress=None) -> tuple[np.ndarray, np.ndarray | None]:
     """(outputs, spread) of `model` over uint8 crops, decoded into the task's units (`Task.decode`),
     as the catalogue stores them. The spread (`evaluate.predict(spread=True)`) is, for an ensemble,
@@ -229,39 +216,70 @@ def predict(model, crops, ckpt: dict, progress=None) -> tuple[np.ndarray, np.nda
     return task.decode(raw), task.decode_spread(spread)
 
 
-def build(galaxies: data.GalaxySet, crops, model, ckpt: dict, ckpt_path, cache_dir,
-          progress=None) -> pd.DataFrame:
-    """The enriched table of `model` over `galaxies`: its outputs and their spread (`predict`),
-    read from `cache_dir/predictions/` when the same data (fingerprint) and checkpoint file were
-    seen before, beside the galaxies' labels (`Task.comparable`: in the outputs' units)."""
+def outputs(model, crops, ckpt: dict, progress=None) -> pd.DataFrame:
+    """`predict` as the cache keeps it: one column per output, then `spread <output>` columns."""
     task = targets.of_checkpoint(ckpt)
-    path = _cache_file("predictions", galaxies, ckpt, ckpt_path, cache_dir, f"-v{VERSION}.parquet")
-    if path.is_file():
-        outputs = pd.read_parquet(path)
-    else:
-        pred, spread = predict(model, crops, ckpt, progress)
-        outputs = pd.DataFrame(pred, columns=list(task.columns))
-        if spread is not None:
-            outputs[[col(c, "spread") for c in task.columns]] = spread
-        with atomic.write(path) as f:  # two sessions may compute it at once
-            outputs.to_parquet(f)
+    pred, spread = predict(model, crops, ckpt, progress)
+    frame = pd.DataFrame(pred, columns=list(task.columns))
+    if spread is not None:
+        frame[[col(c, "spread") for c in task.columns]] = spread
+    return frame
+
+
+def _once_frame(path: Path, compute, progress) -> pd.DataFrame:
+    return computed.once(path, compute, pd.read_parquet, lambda frame, f: frame.to_parquet(f), progress)
+
+
+def held_out_outputs(subject: computed.Subject, crops, model, progress=None) -> pd.DataFrame:
+    """`outputs` of the checkpoint's held-out galaxies (its split of `subject.galaxies`), computed
+    once (`computed.once`): the galaxies Evaluate and Compare score, ready long before the rest."""
+    held = checkpoint.split(subject.galaxies, subject.ckpt)[1]
+    path = subject.file("predictions", f"-held-{computed.rows_key(held)}-v{VERSION}.parquet")
+    return _once_frame(path, lambda report: outputs(model, crops[held], subject.ckpt, report), progress)
+
+
+def all_outputs(subject: computed.Subject, crops, model, progress=None) -> pd.DataFrame:
+    """`outputs` of every galaxy, computed once: the held-out ones first (`held_out_outputs`, reused),
+    then the rest."""
+    held = checkpoint.split(subject.galaxies, subject.ckpt)[1]
+    rest = np.setdiff1d(np.arange(len(subject.galaxies)), held)
+    n = len(subject.galaxies)
+
+    def compute(report):
+        first = held_out_outputs(subject, crops, model, lambda d, t: report(d, n))
+        second = outputs(model, crops[rest], subject.ckpt, lambda d, t: report(len(held) + d, n))
+        frame = pd.concat([first, second], ignore_index=True)
+        return frame.iloc[np.argsort(np.concatenate([held, rest]), kind="stable")].reset_index(drop=True)
+    return _once_frame(subject.file("predictions", f"-v{VERSION}.parquet"), compute, progress)
+
+
+def table(galaxies: data.GalaxySet, frame: pd.DataFrame, task: targets.Task) -> pd.DataFrame:
+    """The enriched table of the `outputs` frame of `galaxies` (row for row), beside their labels
+    (`Task.comparable`: in the outputs' units)."""
     truth = None if galaxies.labels is None else task.comparable(galaxies.labels)
-    table = evaluate.predictions_table(galaxies.ids, outputs[list(task.columns)].to_numpy(), truth,
-                                       task.columns)
-    spreads = outputs[[c for c in outputs.columns if c.startswith("spread ")]]
-    return enrich(pd.concat([table, spreads], axis=1), task)
+    predictions = evaluate.predictions_table(galaxies.ids, frame[list(task.columns)].to_numpy(), truth,
+                                             task.columns)
+    spreads = frame[[c for c in frame.columns if c.startswith("spread ")]].reset_index(drop=True)
+    return enrich(pd.concat([predictions, spreads], axis=1), task)
 
 
-def embeddings(galaxies: data.GalaxySet, crops, model, ckpt: dict, ckpt_path, cache_dir,
-               progress=None) -> np.ndarray:
-    """neighbours.embed of every galaxy, cached in `cache_dir/embeddings/` like `build`."""
-    path = _cache_file("embeddings", galaxies, ckpt, ckpt_path, cache_dir, ".npy")
-    if path.is_file():
-        return np.load(path)
-    emb = neighbours.embed(model, crops, ckpt["input_size"], progress=progress)
-    with atomic.write(path) as f:
-        np.save(f, emb)
-    return emb
+def build(subject: computed.Subject, crops, model, progress=None) -> pd.DataFrame:
+    """The enriched table of every galaxy of `subject` (`all_outputs`, on disk after once)."""
+    return table(subject.galaxies, all_outputs(subject, crops, model, progress), targets.of_checkpoint(subject.ckpt))
+
+
+def held_out_table(subject: computed.Subject, crops, model, progress=None) -> tuple[pd.DataFrame, np.ndarray]:
+    """(the enriched table of the held-out galaxies alone, their rows in `subject.galaxies`)."""
+    held = checkpoint.split(subject.galaxies, subject.ckpt)[1]
+    frame = held_out_outputs(subject, crops, model, progress)
+    return table(subject.galaxies.subset(held), frame, targets.of_checkpoint(subject.ckpt)), held
+
+
+def embeddings(subject: computed.Subject, crops, model, progress=None) -> np.ndarray:
+    """neighbours.embed of every galaxy, computed once (`computed.once`, in `embeddings/`)."""
+    return computed.once(subject.file("embeddings"),
+                         lambda report: neighbours.embed(model, crops, subject.ckpt["input_size"], progress=report),
+                         computed.npy, computed.save_npy, progress)
 
 
 def export(table: pd.DataFrame, task: targets.Task = targets.TREE) -> pd.DataFrame:

@@ -25,7 +25,7 @@ import pyarrow.csv
 import pyarrow.dataset
 import pyarrow.ipc
 
-from . import atomic, catalog, data, evaluate, tree
+from . import atomic, catalog, computed, data, evaluate, tree
 
 VERSION = 1       # of the enriched file
 CHUNK = 65_536    # rows enriched at a time: ~80 MB of derived columns
@@ -70,7 +70,7 @@ def key(source) -> str:
     """Identity of a predictions table's current files (names, sizes, modification times)."""
     h = hashlib.sha1(f"{VERSION}".encode())
     for f in _source_files(Path(source)):
-        h.update(catalog.file_key(f).encode())
+        h.update(computed.file_key(f).encode())
     return h.hexdigest()[:16]
 
 
@@ -106,9 +106,11 @@ def build(source, cache_dir, progress=None) -> Path:
     DataError naming the file."""
     source = Path(source)
     target = Path(cache_dir) / "catalogues" / f"{key(source)}.arrow"
-    if target.is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    return computed.once(target, lambda report: _build(source, target, report), lambda path: path, None, progress)
+
+
+def _build(source: Path, target: Path, progress) -> Path:
+    """`build`'s work, by the one process that holds the entry's lock."""
     atomic.remove_stale(target.parent, target.stem)  # a killed build's leftovers
     tmp = {p: atomic.temporary(p) for p in (target, _rows_file(target))}
     writer = None

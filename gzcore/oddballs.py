@@ -25,14 +25,12 @@ order made; `marks_table` / `read_marks` are its CSV (GalaxyID, mark).
 """
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from . import atomic, data
+from . import computed, data
 
 K = 20            # neighbours whose mean distance is the anomaly score
 BACKGROUND = 200  # random galaxies taken as negatives by `more_like`
@@ -59,16 +57,11 @@ def anomaly(embeddings: np.ndarray, k: int = K, chunk: int = 512, progress=None)
     return out
 
 
-def anomaly_cached(embeddings: np.ndarray, cache_dir, progress=None) -> np.ndarray:
-    """`anomaly`, kept in `cache_dir/oddballs/` under a hash of the embeddings."""
-    digest = hashlib.sha1(np.ascontiguousarray(embeddings).tobytes()).hexdigest()[:16]
-    path = Path(cache_dir) / "oddballs" / f"{digest}-k{K}-v{VERSION}.npy"
-    if path.is_file():
-        return np.load(path)
-    scores = anomaly(embeddings, progress=progress)
-    with atomic.write(path) as f:
-        np.save(f, scores)
-    return scores
+def anomaly_cached(embeddings: np.ndarray, subject: computed.Subject, progress=None) -> np.ndarray:
+    """`anomaly` of the subject's embeddings, computed once (`computed.once`, in `oddballs/`)."""
+    return computed.once(subject.file("oddballs", f"-k{K}-v{VERSION}.npy"),
+                         lambda report: anomaly(embeddings, progress=report), computed.npy, computed.save_npy,
+                         progress)
 
 
 def most_anomalous(scores: np.ndarray, n: int, rows=None) -> np.ndarray:

@@ -186,3 +186,14 @@ def open_labelled(folders, labels=None, targets=(), task: Task | None = None,
         ids, values, task = read(labels, targets, task)
     images = data.GalaxySet.concat([data.images_of(f) for f in folders])
     return data.with_labels(images, ids, values, skip_bad=skip_bad), task
+
+
+def open_for(folder, task: Task, labels=None) -> data.GalaxySet:
+    """The galaxies a model of `task` is shown with (the dashboard's and `gz catalog`'s): the rows of
+    the CSV `labels` (the task's columns, or Kaggle answers for a tree model), else the folder's
+    own Kaggle answers for a tree model, else none (predictions only). Rows whose image is missing
+    are skipped and listed."""
+    if labels is not None:
+        return open_labelled(folder, labels, task=task, skip_bad=True)[0]
+    return data.open_folder(folder, labels=None if task.kind == "tree" else False, skip_bad=True)
+

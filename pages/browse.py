@@ -17,6 +17,43 @@ navigation.through_app()  # app.py's set-up first, even when a fresh server's fi
 PER_PAGE, PER_ROW = 24, 6
 
 st.title("Browse")
+
+
+def _gallery(cells) -> None:
+    """The grid: `cells` of (GalaxyID, image or a function giving it, caption, on_open), PER_ROW a row."""
+    cells = list(cells)
+    for start in range(0, len(cells), PER_ROW):
+        for column, (gid, image, caption, on_open) in zip(st.columns(PER_ROW), cells[start:start + PER_ROW]):
+            with column:
+                image = image() if callable(image) else image
+                if image is not None:
+                    st.image(image, width="stretch")
+                if st.button(f"Open {gid}", key=f"open_{gid}", width="stretch"):
+                    on_open()
+                st.caption(caption)
+
+
+def _preview(ctx: state.Context) -> None:
+    """Browse before the catalogue is ready: every galaxy in file order, each page predicted as it is
+    shown, and the progress of the whole catalogue, which brings filters and sorting."""
+    listed = ctx.listed
+    pages = max(1, math.ceil(len(listed) / PER_PAGE))
+    st.session_state.browse_page = min(st.session_state.get("browse_page", 1), pages)
+    state.watch(ctx.jobs(), "Meanwhile: every galaxy in file order, each page predicted as you open it. Filters, "
+                            "sorting and the confident-disagreement order need every galaxy's prediction: they "
+                            "appear here by themselves when it is done.")
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    right.number_input(f"Page (of {pages:,})", 1, pages, key="browse_page")
+    start = (st.session_state.browse_page - 1) * PER_PAGE
+    rows = range(start, min(start + PER_PAGE, len(listed)))
+    part = state.preview_table(ctx, rows)
+    line = "the model's most likely path through the tree" if ctx.task.kind == "tree" else \
+        "the model's prediction (± its spread) and the true value"
+    left.caption(f"{len(listed):,} galaxies in file order (preview) · one line per galaxy: {line}")
+    shown = dict(zip(part.GalaxyID.to_numpy().tolist(), catalog.summaries(part, ctx.task)))
+    _gallery((int(listed.ids[r]), (lambda r=r: state.picture(listed.paths[r], size=160)),
+              shown.get(int(listed.ids[r]), ":red[cannot decode this image]"),
+              (lambda gid=int(listed.ids[r]): state.open_galaxy(gid))) for r in rows)
 predictions = state.predictions_path()
 if predictions:
     table, task = state.predictions_catalogue(), targets.TREE
@@ -26,7 +63,10 @@ if predictions:
                "no images folder (choose one on Home for thumbnails)")))
 else:
     ctx = state.context()
-    table, task = ctx.table, ctx.task
+    table, task = ctx.table_if_ready(), ctx.task
+    if table is None:  # a cold cache: the galaxies in file order, a page at a time, while the rest is computed
+        _preview(ctx)
+        st.stop()
     labels = catalog.column_labels(table, task)
 sort_labels = {**labels, "GalaxyID": "GalaxyID"}
 if not predictions:  # the anomaly score needs the model's embeddings, which a predictions table lacks
@@ -131,18 +171,15 @@ def _details(row: int) -> None:
 
 
 lines = catalog.summaries(table, task, visible)
-for start in range(0, len(visible), PER_ROW):
-    for cell, k in zip(st.columns(PER_ROW), range(start, min(start + PER_ROW, len(visible)))):
-        row = int(visible[k])
-        gid = int(table.GalaxyID.iat[row])
-        with cell:
-            image = state.predictions_image(gid, size=160) if predictions else state.image_for(ctx, row, size=160)
-            if image is not None:
-                st.image(image, width="stretch")
-            if st.button(f"Open {gid}", key=f"open_{gid}", width="stretch"):
-                if predictions:
-                    _details(row)
-                else:
-                    state.open_galaxy(gid)
-            value = "" if sort_by in (None, "GalaxyID") else f"{np.float64(table[sort_by].iat[row]):.3g} · "
-            st.caption(f"{value}{lines[k]}")
+
+
+def _cell(k: int) -> tuple:
+    row = int(visible[k])
+    gid = int(table.GalaxyID.iat[row])
+    image = (lambda: state.predictions_image(gid, size=160)) if predictions else \
+        (lambda: state.image_for(ctx, row, size=160))
+    value = "" if sort_by in (None, "GalaxyID") else f"{np.float64(table[sort_by].iat[row]):.3g} · "
+    return gid, image, f"{value}{lines[k]}", (lambda: _details(row)) if predictions else (lambda: state.open_galaxy(gid))
+
+
+_gallery(_cell(k) for k in range(len(visible)))

@@ -17,19 +17,25 @@ held = checkpoint.split(ctx.galaxies, ctx.ckpt)[1]
 if len(held) < 2:
     st.info("The checkpoint's validation split holds fewer than 2 of these galaxies: nothing to score.")
     st.stop()
+held_table = state.held_out_table(ctx.ckpt_path, ctx.data_dir, ctx.labels_path)  # a tenth of the catalogue's work
 st.subheader(f"Held-out galaxies ({len(held):,}: the checkpoint's validation split)")
 baselines = state.baselines(ctx)
 frame = pd.DataFrame({"predictor": [f"model ({state.prediction_kind(ctx)})", *baselines],
-                      "RMSE": [catalog.scores(ctx.table, held, task.columns)["rmse"], *baselines.values()],
+                      "RMSE": [catalog.scores(held_table, None, task.columns)["rmse"], *baselines.values()],
                       "kind": ["model"] + ["baseline"] * len(baselines)})
 st.caption(f"{task.unit_name} in the labels' units" + (" (class probabilities vs one-hot true classes)"
                                                          if task.kind == "classification" else ""))
 st.plotly_chart(charts.scores(frame, "predictor", "RMSE", color="kind", height=300, barmode="relative"),
                 key="eval_overall")
 
-scope = st.segmented_control("Galaxies below", ["held out", "all"], default="held out", key="eval_scope")
-rows = np.arange(len(ctx.table)) if scope == "all" else held
-pred, truth = (catalog.values(ctx.table, task.columns, source, rows) for source in ("model", "crowd"))
+scope = st.segmented_control("Galaxies below", ["held out", "all"], default="held out", key="eval_scope") \
+    or "held out"
+table = held_table if scope == "held out" else ctx.table  # every figure below counts these galaxies
+galaxy_rows = held if scope == "held out" else np.arange(len(ctx.galaxies))
+rows = np.arange(len(table))
+st.caption(f"Below: the {len(table):,} " + ("held-out galaxies (never trained on)" if scope == "held out" else
+                                            "galaxies, training split included (fitted: optimistic)"))
+pred, truth = (catalog.values(table, task.columns, source, rows) for source in ("model", "crowd"))
 if task.kind == "tree":
     s = evaluate.scores(pred, truth)
     known = [q for q in tree.QUESTIONS if s["question_labelled"][q.number]]  # partial labels: some
@@ -65,7 +71,7 @@ if task.kind == "tree":
     for confident, cell in zip((False, True), st.columns(2)):
         with cell:
             st.markdown("**Crowd-confident galaxies**" if confident else "**All galaxies**")
-            st.plotly_chart(charts.confusion(catalog.confusion(ctx.table, question, confident=confident)),
+            st.plotly_chart(charts.confusion(catalog.confusion(table, question, confident=confident)),
                             key=f"eval_confusion_{confident}")
             a, b, button = st.columns([2, 2, 1], vertical_alignment="bottom")
             crowd = a.selectbox("Crowd said", range(len(names)), format_func=names.__getitem__,
@@ -82,28 +88,28 @@ elif task.kind == "regression":
     name = st.selectbox("Target", task.columns, key="eval_target") if len(task.columns) > 1 else \
         task.columns[0]
     known = rows[~np.isnan(truth[:, task.columns.index(name)])]
-    spread = catalog.values(ctx.table, [name], "spread", known)[:, 0] if catalog.has_spread(ctx.table) \
+    spread = catalog.values(table, [name], "spread", known)[:, 0] if catalog.has_spread(table) \
         else None
-    model, true = (catalog.values(ctx.table, [name], source, known)[:, 0] for source in ("model", "crowd"))
+    model, true = (catalog.values(table, [name], source, known)[:, 0] for source in ("model", "crowd"))
     st.caption(f"{len(known):,} galaxies with a true {name} · RMSE {evaluate.rmse(model, true):.4g}"
                + (" · bars: ± the model's spread" if spread is not None else ""))
-    st.plotly_chart(charts.predicted_vs_true(model, true, spread, name, ctx.table.GalaxyID.to_numpy()[known]),
+    st.plotly_chart(charts.predicted_vs_true(model, true, spread, name, table.GalaxyID.to_numpy()[known]),
                     key="eval_scatter")
 else:
     st.subheader("Classes: true vs model")
-    classes = ctx.galaxies.labels[rows, 0]
+    classes = ctx.galaxies.labels[galaxy_rows, 0]
     majority = catalog.majority_class(ctx.galaxies.labels[checkpoint.split(ctx.galaxies, ctx.ckpt)[0], 0])
     left, right = st.columns(2)
     left.metric("Accuracy", f"{evaluate.accuracy(pred, classes):.1%}")
     right.metric("Majority class (from the training split)",
                  f"{evaluate.accuracy(np.eye(len(task.columns))[np.full(len(rows), majority)], classes):.1%}",
                  help=f"Always answering {task.columns[majority]}")
-    st.plotly_chart(charts.confusion(catalog.class_confusion(ctx.table, task, rows), "true", "model"),
+    st.plotly_chart(charts.confusion(catalog.class_confusion(table, task, rows), "true", "model"),
                     key="eval_class_confusion")
 
-if catalog.has_spread(ctx.table):
+if catalog.has_spread(held_table):
     st.subheader("Calibration: does the spread predict the error?")
-    bins, rho = catalog.calibration(ctx.table, task, held)
+    bins, rho = catalog.calibration(held_table, task)
     left, right = st.columns([3, 1])
     left.plotly_chart(charts.calibration(bins, "weighted answer" if task.kind == "tree" else "target units"),
                       key="eval_calibration")
@@ -114,7 +120,10 @@ if catalog.has_spread(ctx.table):
                   f"spread; a calibrated spread lies on the diagonal (RMSE = spread). Spread: "
                   f"{state.spread_source(ctx)}.")
 
-st.download_button("Download all predictions (CSV)",
-                   lambda: catalog.export(ctx.table, task).to_csv(index=False),
-                   file_name=f"predictions-{ctx.ckpt_path.stem}.csv", mime="text/csv",
-                   icon=":material/download:")
+everything = ctx.table_if_ready()
+if everything is None:
+    st.caption("The CSV of every galaxy's predictions is offered here once they are all computed.")
+else:
+    st.download_button("Download all predictions (CSV)", lambda: catalog.export(everything, task).to_csv(index=False),
+                       file_name=f"predictions-{ctx.ckpt_path.stem}.csv", mime="text/csv",
+                       icon=":material/download:")

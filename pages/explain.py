@@ -14,8 +14,9 @@ METHODS = {"saliency": "Saliency (fast)", "gradcam": "Grad-CAM (fast)",
 FAST = ("saliency", "gradcam")
 
 ctx = state.context()
-row = state.galaxy_row(ctx)
-gid = int(ctx.table.GalaxyID.iat[row])
+shown = state.open_galaxy_view(ctx)  # before the catalogue is ready: this galaxy alone, predicted now
+table, row = shown.table, shown.row
+gid = int(table.GalaxyID.iat[row])
 st.title(f"Why? Galaxy {gid}")
 st.caption("Attribution maps over the pixels the model sees (its crop of the image). Bright or red: pixels "
            "that raise the answer (or target); blue (signed methods): pixels that lower it. Maps are scaled "
@@ -30,19 +31,19 @@ if tree_model:
                                 help="Explain P(answer | question asked) rather than the weighted output, "
                                      "which also carries the evidence for every question on the way")
     q = tree.QUESTION_BY_NUMBER[question]
-    shares = {a.column: float(ctx.table[catalog.col(a.column, "model", "conditional")].iat[row])
+    shares = {a.column: float(table[catalog.col(a.column, "model", "conditional")].iat[row])
               for a in q.answers}
     names = {a.column: a.long for a in q.answers}
 else:  # a model of other targets: one of its outputs (a target, or a class's logit)
     question, conditional = None, False
-    shares = {c: float(ctx.table[catalog.col(c)].iat[row]) for c in ctx.task.columns}
+    shares = {c: float(table[catalog.col(c)].iat[row]) for c in ctx.task.columns}
     names = {c: c for c in ctx.task.columns}
 method = top[-3 if tree_model else 0].selectbox("Method", list(METHODS), format_func=METHODS.get,
                                                 key="explain_method")
 alpha = top[-2 if tree_model else 1].slider("Overlay opacity", 0.0, 1.0, 0.6, 0.05, key="explain_alpha")
 
 order = sorted(shares, key=lambda c: -np.nan_to_num(shares[c]))  # the model's top answer first
-pixels = state.input_pixels(ctx, row)
+pixels = state.input_pixels(ctx, shown.path)
 cmap = "coolwarm" if method in explain.SIGNED else "inferno"
 value = "{:.0%}" if ctx.task.kind != "regression" else "{:.3g}"
 
@@ -53,13 +54,13 @@ for side, cell in enumerate(st.columns(2)[:min(2, len(order))]):
                               index=min(side, len(order) - 1), key=f"explain_a{side}_q{question}",
                               format_func=lambda c: f"{names[c]} (model {value.format(shares[c])})")
         answers.append(answer)
-        key = state.attribution_key(ctx, row, question, answer, method, conditional)
+        key = state.attribution_key(ctx, gid, question, answer, method, conditional)
         if method not in FAST and not state.memoised(key) and not st.button(
                 f"Compute {METHODS[method]}", key=f"explain_go{side}", type="primary"):
             st.plotly_chart(charts.image(pixels, 380), key=f"explain_input{side}")
             st.caption("The model's input; press Compute for the map")
             continue
-        result = state.attribution(ctx, row, question, answer, method, conditional)
+        result = state.attribution(ctx, gid, pixels, question, answer, method, conditional)
         overlay = explain.overlay(pixels, result.map, alpha, cmap)
         st.plotly_chart(charts.attribution(overlay, cmap, result.signed), key=f"explain_fig{side}",
                         config={"displaylogo": False})
@@ -76,11 +77,11 @@ st.caption(f"Two checks of the {METHODS[method]} map of {names[answers[0]]}. Ran
            "that stays alike (rank correlation of |map| near 1) shows the image, not what the model learned. "
            "Deletion: the most-attributed pixels are replaced by the image's mean first; a map that carries "
            "information lowers the answer faster than random pixels do.")
-check_key = state.attribution_key(ctx, row, question, answers[0], method, conditional, "attribution check")
+check_key = state.attribution_key(ctx, gid, question, answers[0], method, conditional, "attribution check")
 if not state.memoised(check_key) and not st.button("Check this map", key="explain_check", type="primary",
                                                   help="One map per layer of the model, each at this method's cost"):
     st.stop()
-check = state.attribution_check(ctx, row, question, answers[0], method, conditional)
+check = state.attribution_check(ctx, gid, pixels, question, answers[0], method, conditional)
 st.markdown(f"**{check.verdict()}**")
 r, d = check.randomisation, check.deletion
 left, right = st.columns(2)

@@ -5,21 +5,23 @@ import numpy as np
 import streamlit as st
 
 from gzcore import catalog, neighbours
-from gzcore.dashboard import answers, charts, navigation, state
+from gzcore.dashboard import answers, charts, navigation, pictures, state
 
 navigation.through_app()  # app.py's set-up first, even when a fresh server's first request is this page
 
 ctx = state.context()
-row = state.galaxy_row(ctx)
-gid = int(ctx.table.GalaxyID.iat[row])
-crowd, spread, task = catalog.has_crowd(ctx.table), catalog.has_spread(ctx.table), ctx.task
+shown = state.open_galaxy_view(ctx)  # before the catalogue is ready: this galaxy alone, predicted now
+table, row = shown.table, shown.row
+gid = int(table.GalaxyID.iat[row])
+crowd, spread, task = catalog.has_crowd(table), catalog.has_spread(table), ctx.task
 other = state.comparison_path()
 other_info = state.checkpoint_info(other) if other else None
 if other_info is None or (other_info["task"].kind, other_info["task"].columns) != (task.kind, task.columns):
     other = None  # gone, unreadable, or predicting other outputs than this model
 beside = None  # the second model's (table, row, name) for answers.paths / answers.outputs
-if other is not None:
-    other_table = state.table_for(other, ctx.data_dir, ctx.labels_path)
+other_table, other_job = (None, None) if other is None or shown.preview else \
+    state.table_if_ready(other, ctx.data_dir, ctx.labels_path)
+if other_table is not None:
     other_row = next(iter(np.flatnonzero(other_table.GalaxyID.to_numpy() == gid)), None)
     beside = None if other_row is None else (other_table, int(other_row), other.name)
 
@@ -34,14 +36,14 @@ top[0].title(f"Galaxy {gid}")
 top[1].text_input("GalaxyID", key="galaxy_id", on_change=_goto)
 if top[2].button("Explain", icon=":material/visibility:"):
     st.switch_page(navigation.EXPLAIN.script)
-top[3].download_button("Download this row (CSV)", ctx.table.iloc[[row]].to_csv(index=False),
+top[3].download_button("Download this row (CSV)", table.iloc[[row]].to_csv(index=False),
                        file_name=f"galaxy-{gid}.csv", mime="text/csv", icon=":material/download:")
 
 left, right = st.columns([2, 3])
 with left:
     invert = st.toggle("Invert colours", key="galaxy_invert",
                        help="Faint structure is easier to see dark on light")
-    pixels = state.image_for(ctx, row)
+    pixels = state.picture(shown.path)
     if pixels is not None:
         st.plotly_chart(charts.image(255 - pixels if invert else pixels), key="galaxy_image",
                         config={"scrollZoom": True, "displaylogo": False})
@@ -51,7 +53,10 @@ with right:
     if other is not None:
         st.toggle(f"Beside `{other.name}` (chosen on Compare)", value=True, key="galaxy_compare",
                   on_change=state.compare_with, args=(None,), help="Switch off to drop the second model")
-        if other_row is None:
+        if other_table is None:
+            st.caption(f"`{other.name}`'s answers appear here once its catalogue is computed")
+            state.watch([other_job] if other_job else ctx.jobs(), "The rest of this page is ready.")
+        elif beside is None:
             st.caption(f"`{other.name}` has no prediction for this galaxy")
     if task.kind == "tree":
         kind = st.segmented_control(
@@ -59,30 +64,37 @@ with right:
             help="Conditional: fraction of those asked the question. Weighted: times the share of volunteers "
                  "who reached it (the Kaggle labels).")
         kind = kind or "conditional"  # the control can be cleared
-        answers.paths(ctx.table, row, beside)
+        answers.paths(table, row, beside)
     if crowd:
-        worst = f" · confident disagreement {ctx.table.disagreement.iat[row]:.2f} (largest at " \
-                f"Q{ctx.table['disagreement Q'].iat[row]})" if task.kind == "tree" else ""
-        st.caption(f"Per-galaxy RMSE {ctx.table.rmse.iat[row]:.3f}{worst}")
+        worst = f" · confident disagreement {table.disagreement.iat[row]:.2f} (largest at " \
+                f"Q{table['disagreement Q'].iat[row]})" if task.kind == "tree" else ""
+        st.caption(f"Per-galaxy RMSE {table.rmse.iat[row]:.3f}{worst}")
     if spread:
         st.caption(f"± spread: {state.spread_source(ctx)} (uncertainty "
-                   f"{ctx.table.uncertainty.iat[row]:.3g})")
+                   f"{table.uncertainty.iat[row]:.3g})")
     if task.kind == "tree":
         second = f" :green-background[{other.name}]" if beside else ""
         st.markdown(f":orange-background[crowd] :blue-background[model]{second} · questions reached by fewer "
                     f"than {catalog.LOW_REACH:.0%} of the volunteers are greyed")
 
-answers.outputs(ctx.table, row, task, kind if task.kind == "tree" else "conditional", beside=beside)
+answers.outputs(table, row, task, kind if task.kind == "tree" else "conditional", beside=beside)
 
 st.subheader("Galaxies like this one")
+embeddings = state.embeddings_if_ready(ctx)
+if embeddings is None or shown.preview:
+    st.caption("Look-alikes need every galaxy's embedding, computed once in the background; the rest of "
+               "this page is ready.")
+    state.watch(ctx.jobs() + ([state.embeddings_key(ctx)] if ctx.crops_ready else []),
+                "They appear here by themselves when it is done.")
+    st.stop()
 st.caption("Nearest in the model's feature space (cosine similarity of its embedding)")
-near, sims = neighbours.nearest(state.embeddings_for(ctx), row, k=8)
+near, sims = neighbours.nearest(embeddings, row, k=8)
 for cell, r, sim in zip(st.columns(8), near, sims):
     with cell:
-        image = state.image_for(ctx, int(r), size=160)
+        image = pictures.shown(ctx.galaxies.paths[int(r)], size=160)  # JPEG bytes, encoded once per server
         if image is not None:
             st.image(image, width="stretch")
-        neighbour = int(ctx.table.GalaxyID.iat[int(r)])
+        neighbour = int(table.GalaxyID.iat[int(r)])
         if st.button(str(neighbour), key=f"near_{neighbour}", width="stretch"):
             state.open_galaxy(neighbour)
         st.caption(f"similarity {sim:.3f}")

@@ -99,8 +99,10 @@ with loaded:
     metrics, task = ctx.ckpt.get("metrics") or {}, ctx.task
     st.markdown(f"**The model predicts** {state.describe_task(task)}.")
     cols = st.columns(4)
-    cols[0].metric("Galaxies", f"{len(ctx.galaxies):,}", help=access.shown(str(ctx.data_dir)))
-    labels = ctx.galaxies.labels
+    decoded = not ctx.previewed or ctx.crops_ready  # then unreadable images are left out of the count
+    cols[0].metric("Galaxies", f"{len(ctx.galaxies if decoded else ctx.listed):,}",
+                   help=access.shown(str(ctx.data_dir)))
+    labels = ctx.listed.labels
     counts = tree.answered(labels) if task.kind == "tree" and labels is not None else {}
     known = [n for n, c in counts.items() if c]
     partial = " (partial)" if labels is not None and len(known) < len(counts) else ""
@@ -124,9 +126,18 @@ with loaded:
     if partial:
         st.caption("Crowd labels for " + ", ".join(f"Q{n} ({counts[n]:,} galaxies)" for n in known) +
                    f"; none for the other questions ({len(counts) - len(known)} of {len(counts)})")
-    if task.kind != "tree" and ctx.galaxies.labels is None:
+    if task.kind != "tree" and ctx.listed.labels is None:
         st.info("No labels for this model's targets: the pages show its predictions only. A labels CSV "
                 "above (first column: the image id) gives the truth to compare with.")
+    if ctx.previewed and ctx.table_if_ready() is None:
+        state.watch(ctx.jobs(), "Browse and Galaxy show a preview meanwhile; the other pages wait for it.")
+    with st.expander("Preparing a server before visitors come"):
+        st.markdown("Everything the pages compute for a data folder and a model (crops, predictions, "
+                    "embeddings, oddness, Atlas maps) is computed once, kept in the cache folder and shared "
+                    "by every visitor and every server process using that folder. To compute it all before "
+                    "anyone visits:")
+        st.code(access.shown(f"gz catalog --data {ctx.data_dir} --checkpoint {ctx.ckpt_path}" +
+                             (f" --labels {ctx.labels_path}" if ctx.labels_path else "")), language="bash")
     st.markdown("**Where next**")
     links = [(navigation.BROWSE, "Browse the gallery"), (navigation.EVALUATE, "How good is the model?"),
              (navigation.TRAIN, "Train a new model")]

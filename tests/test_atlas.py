@@ -9,7 +9,7 @@ import pytest
 from streamlit.proto.WidgetStates_pb2 import WidgetState
 from test_app import app_with, array, figures, show, texts
 
-from gzcore import atlas, checkpoint, cli, data
+from gzcore import atlas, checkpoint, cli, computed, data
 from gzcore.dashboard.navigation import ATLAS
 
 
@@ -41,17 +41,21 @@ def test_the_map_is_cached_on_disk_and_redone_when_the_checkpoint_changes(synth_
     project = atlas.project
     monkeypatch.setattr(atlas, "project", lambda *a: calls.append(a[1]) or project(*a))
 
-    first = atlas.coordinates(emb, "pca", galaxies, ckpt, ckpt_path, tmp_path / "cache")
-    assert atlas.cache_file(galaxies, ckpt, ckpt_path, tmp_path / "cache", "pca").is_file()
-    again = atlas.coordinates(emb, "pca", galaxies, ckpt, ckpt_path, tmp_path / "cache")
+    subject = computed.Subject(galaxies, ckpt, ckpt_path, tmp_path / "cache")
+    first = atlas.coordinates(emb, "pca", subject)
+    assert atlas.cache_file(subject, "pca").is_file()
+    again = atlas.coordinates(emb, "pca", subject)
     np.testing.assert_array_equal(first, again)
     assert calls == ["pca"]  # the second came from disk
 
     ckpt_path.write_bytes(b"retrained weights")  # another file: another key
-    assert not atlas.cache_file(galaxies, ckpt, ckpt_path, tmp_path / "cache", "pca").is_file()
-    atlas.coordinates(emb, "pca", galaxies, ckpt, ckpt_path, tmp_path / "cache")
+    subject = computed.Subject(galaxies, ckpt, ckpt_path, tmp_path / "cache")
+    assert not atlas.cache_file(subject, "pca").is_file()
+    atlas.coordinates(emb, "pca", subject)
     assert calls == ["pca", "pca"]
-    assert sorted(p.suffix for p in (tmp_path / "cache" / "atlas").iterdir()) == [".npy", ".npy"]  # no leftovers
+    assert sorted(p.name.rsplit("-", 1)[-1] for p in (tmp_path / "cache" / "atlas").glob("*.npy")) == \
+        ["pca.npy", "pca.npy"]
+    assert not list((tmp_path / "cache" / "atlas").glob("*.tmp.*"))  # no leftovers
 
 
 def test_mosaic_picks_one_galaxy_per_busy_cell_nearest_its_centre():
@@ -171,7 +175,8 @@ def test_umap_waits_for_a_button_until_it_is_on_disk(app, dashboard_env):
     assert at.button(key="atlas_umap") and "PCA map" in texts(at.caption)
     galaxies = data.open_folder(dashboard_env["GZ_DATA"])
     ckpt = checkpoint.read(dashboard_env["GZ_CHECKPOINT"])
-    path = atlas.cache_file(galaxies, ckpt, dashboard_env["GZ_CHECKPOINT"], data.default_cache_dir(), "umap")
+    path = atlas.cache_file(computed.Subject(galaxies, ckpt, dashboard_env["GZ_CHECKPOINT"],
+                                             data.default_cache_dir()), "umap")
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, np.arange(2 * len(galaxies), dtype=np.float32).reshape(-1, 2))  # as if computed before
     at.run()

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import random_tree_rows
 
-from gzcore import catalog, data, evaluate, explain, models, play, targets, tree
+from gzcore import catalog, computed, data, evaluate, explain, models, play, targets, tree
 
 
 def one_hot_conditional(choices: dict[int, np.ndarray]) -> np.ndarray:
@@ -108,7 +108,8 @@ def _ckpt(model, task=targets.TREE):
 def _build(folder, model, task=targets.TREE, labels=None):
     galaxies, crops, path = folder
     galaxies = data.GalaxySet(galaxies.root, galaxies.ids, galaxies.paths, labels)
-    return catalog.build(galaxies, crops, model, _ckpt(model, task), path, path.parent / "cache")
+    subject = computed.Subject(galaxies, _ckpt(model, task), path, path.parent / "cache")
+    return catalog.build(subject, crops, model)
 
 
 def test_a_single_models_spread_is_its_8_views_and_its_answers_their_mean(folder, monkeypatch):
@@ -123,8 +124,10 @@ def test_a_single_models_spread_is_its_8_views_and_its_answers_their_mean(folder
     np.testing.assert_allclose(t.uncertainty, rms, rtol=1e-5)
     assert catalog.has_spread(t) and "spread cond Class2.1" in t and "uncertainty" in catalog.column_labels(t)
     assert list(catalog.export(t).columns[-2:]) == ["spread Class11.6", "uncertainty"]
-    # the outputs come from the cache (its name carries the version); the labels are joined afresh
-    assert [p.name[-11:] for p in (folder[2].parent / "cache" / "predictions").iterdir()] == ["-v2.parquet"]
+    # the outputs come from the cache (its names carry the version; the held-out part is kept on its own,
+    # as Evaluate reads it first); the labels are joined afresh
+    kept = sorted(p.name for p in (folder[2].parent / "cache" / "predictions").glob("*.parquet"))
+    assert len(kept) == 2 and all(name.endswith("-v2.parquet") for name in kept) and "-held-" in kept[0]
     monkeypatch.setattr(evaluate, "predict", lambda *a, **k: pytest.fail("the cache was not used"))
     again = _build(folder, model, labels=crowd[::-1].copy())
     np.testing.assert_allclose(catalog.weighted(again), pred, atol=1e-6)

@@ -9,7 +9,7 @@ import pytest
 from conftest import gz
 from test_app import app_with, show, texts
 
-from gzcore import data, oddballs
+from gzcore import computed, data, oddballs
 from gzcore.dashboard import state
 from gzcore.dashboard.navigation import BROWSE, ODDBALLS
 
@@ -39,12 +39,14 @@ def test_planted_outliers_score_highest():
     assert oddballs.anomaly(emb[:1]).tolist() == [0.0]  # one galaxy: nothing to compare with
 
 
-def test_the_score_is_cached_on_disk(tmp_path):
+def test_the_score_is_cached_on_disk(tmp_path, synth_dir):
     emb, _ = clusters()
-    first = oddballs.anomaly_cached(emb, tmp_path)
+    (tmp_path / "model.pt").write_bytes(b"weights")
+    subject = computed.Subject(data.open_folder(synth_dir), {"preprocess": {}}, tmp_path / "model.pt", tmp_path)
+    first = oddballs.anomaly_cached(emb, subject)
     [path] = (tmp_path / "oddballs").glob("*.npy")
     np.save(path, np.full(len(emb), 7, np.float32))  # read back, not recomputed
-    assert (oddballs.anomaly_cached(emb, tmp_path) == 7).all()
+    assert (oddballs.anomaly_cached(emb, subject) == 7).all()
     assert np.array_equal(first, oddballs.anomaly(emb))
 
 

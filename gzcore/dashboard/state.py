@@ -9,21 +9,23 @@ page, and Streamlit cannot replay elements a cached function drew into a bar cre
 """
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
 import shutil
 import threading
+import time
 import uuid
 from collections import OrderedDict, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from gzcore import (atlas, catalog, checkpoint, compare, data, evaluate, explain, explain_checks, large_catalog,
+from gzcore import (atlas, catalog, checkpoint, compare, computed, data, evaluate, explain, explain_checks, large_catalog,
                     neighbours, oddballs, runs, shipped, synthetic, targets, tree, upload)
 from gzcore.dashboard import access, choices, navigation
 from gzcore.dashboard.choices import (checkpoint_path, choose, data_dir, images_dir, labels_path, predictions_path,
@@ -40,7 +42,7 @@ def error(message: str) -> None:
     st.error(access.shown(message))
 
 
-# ------------------------------------------------------------------ memo with progress bars
+# ------------------------------------------------------------------ memo, and jobs in the background
 
 
 @st.cache_resource
@@ -53,9 +55,9 @@ def memoised(key: tuple) -> bool:
 
 
 def memo(key: tuple, compute, label: str | None = None, max_entries: int = 256):
-    """compute(progress) once per key, server-wide. key[0] names the kind of result; each kind keeps
-    its `max_entries` most recently used. `progress(done, total)` drives a bar titled `label`, shown
-    only while computing."""
+    """compute(progress) once per key, server-wide, for results of seconds at most (longer ones are
+    `job`s). key[0] names the kind of result; each kind keeps its `max_entries` most recently used.
+    `progress(done, total)` drives a bar titled `label`, shown only while computing."""
     stores, lock = _memo_stores()
     store = stores[key[0]]
     with lock:
@@ -75,149 +77,365 @@ def memo(key: tuple, compute, label: str | None = None, max_entries: int = 256):
     return value
 
 
+@dataclass(eq=False)
+class Job:
+    """A long computation (crops, a catalogue, embeddings, a map…) run in a thread of this server,
+    once per key for every visitor; on disk through gzcore.computed, so once for every server process
+    sharing the cache too. Pages either `wait` for it, showing its progress, or show what is usable
+    meanwhile (`pending`)."""
+    label: str
+    done: int = 0
+    total: int = 0
+    started: float = field(default_factory=time.time)
+    updated: float = field(default_factory=time.time)
+    value: object = None
+    error: BaseException | None = None
+    finished: threading.Event = field(default_factory=threading.Event)
+
+    thread: threading.Thread | None = None
+
+    def report(self, done: int, total: int) -> None:
+        """The computation's progress callback; it ends the computation when the server stops."""
+        if _STOPPING.is_set():
+            raise SystemExit("the server stops")
+        self.done, self.total, self.updated = int(done), int(total), time.time()
+
+    def describe(self) -> str:
+        if not self.total:
+            return f"{self.label}: starting…"
+        return computed.Progress(self.done, self.total, self.started, self.updated).describe(self.label)
+
+
+_STOPPING = threading.Event()
+
+
+@atexit.register
+def _stop_jobs() -> None:
+    """At exit, end the running jobs at their next progress report (a computation cut short is
+    resumed by whoever asks next: gzcore.computed) rather than killing torch mid-call."""
+    _STOPPING.set()
+    deadline = time.time() + 30
+    for j in list(_jobs()[0].values()):
+        if j.thread is not None:
+            j.thread.join(max(0.0, deadline - time.time()))
+
+
+MAX_JOBS = 48  # finished jobs kept in memory (each holds its result), the least recently asked dropped first
+
+
+@st.cache_resource
+def _jobs() -> tuple[OrderedDict, threading.Lock]:
+    return OrderedDict(), threading.Lock()
+
+
+def job(key: tuple, label: str, compute) -> Job:
+    """The server's job `key`: started in a thread (compute(report) -> value) unless it runs or ran;
+    a failed one is started again when asked for after its error was shown."""
+    jobs, lock = _jobs()
+    with lock:
+        found = jobs.get(key)
+        if found is not None:
+            jobs.move_to_end(key)
+            return found
+        found = jobs[key] = Job(label)
+        done = [k for k, j in jobs.items() if j.finished.is_set()]
+        for k in done[:max(0, len(jobs) - MAX_JOBS)]:
+            del jobs[k]
+
+    def run():
+        try:
+            found.value = compute(found.report)
+        except BaseException as e:  # shown to the page that asks (`wait`), then forgotten
+            if not _STOPPING.is_set():
+                log.exception("job %s failed", key[0])
+            found.error = e
+        finally:
+            found.finished.set()
+    found.thread = threading.Thread(target=run, name=f"gz-job-{key[0]}", daemon=True)
+    found.thread.start()
+    return found
+
+
+def _result(key: tuple, found: Job):
+    if found.error is not None:
+        jobs, lock = _jobs()
+        with lock:
+            if jobs.get(key) is found:
+                del jobs[key]
+        raise found.error
+    return found.value
+
+
+def wait(key: tuple, label: str, compute):
+    """`job`'s value, waiting for it with a progress bar (done / total, time left)."""
+    found = job(key, label, compute)
+    if not found.finished.wait(GRACE):
+        slot = st.empty()
+        while not found.finished.wait(0.5):
+            with slot.container():
+                st.progress(found.done / max(found.total, 1), found.describe())
+                st.caption("Computed once for every visitor and kept on disk: leaving this page does not stop "
+                           "it. Browse and Galaxy show a preview meanwhile.")
+        slot.empty()
+    return _result(key, found)
+
+
+GRACE = 1.0  # seconds `pending` waits for a job: long enough to read a result from the cache
+
+
+def pending(key: tuple, label: str, compute):
+    """`job`'s value when it finishes within GRACE seconds (a result read from the cache), else None:
+    it goes on in the background, and `watch` shows it."""
+    found = job(key, label, compute)
+    return _result(key, found) if found.finished.wait(GRACE) else None
+
+
+@st.fragment(run_every=1.0)
+def watch(keys: list[tuple], usable: str) -> None:
+    """The progress of the jobs `keys` and what the page offers meanwhile (`usable`), refreshed
+    every second; the whole page runs again when they are all finished."""
+    jobs = _jobs()[0]
+    running = [j for j in (jobs.get(k) for k in keys) if j is not None and not j.finished.is_set()]
+    if not running:
+        st.rerun(scope="app")
+    for j in running:
+        st.progress(j.done / max(j.total, 1), j.describe())
+    st.caption(usable)
+
+
 # ------------------------------------------------------------------ what is loaded
 
 
 def ensure_universe() -> Path:
-    """Render the default synthetic universe on first start (atomically: a half-written one is
-    never used)."""
+    """Render the default synthetic universe on first start, once for the server and for every
+    process sharing the cache (computed.once; a half-written one is never used)."""
     target = universe_dir()
-    if (target / data.LABELS_FILE).is_file():
+    marker = target / data.LABELS_FILE
+    if marker.is_file():
         return target
-    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}-{threading.get_ident()}")
     bar = st.progress(0.0, "Rendering the synthetic universe (first start only)")
-    synthetic.generate(tmp, choices.UNIVERSE_N, choices.UNIVERSE_SEED, progress=lambda d, n: bar.progress(
-        d / n, f"Rendering the synthetic universe (first start only): galaxy {d} of {n}"))
-    bar.empty()
-    try:
-        tmp.rename(target)
-    except OSError:  # another session finished first
+
+    def render(progress):
+        tmp = target.with_name(f"{target.name}.tmp{os.getpid()}-{threading.get_ident()}")
         shutil.rmtree(tmp, ignore_errors=True)
+        synthetic.generate(tmp, choices.UNIVERSE_N, choices.UNIVERSE_SEED, progress=progress)
+        shutil.rmtree(target, ignore_errors=True)  # a folder without its labels file is unfinished
+        tmp.rename(target)
+        return target
+
+    def show(done, total):
+        bar.progress(done / max(total, 1), f"Rendering the synthetic universe (first start only): galaxy "
+                                           f"{done} of {total}")
+    computed.once(marker, render, lambda path: path, None, show)
+    bar.empty()
     return target
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
 def load_model(path: str, key: str):
-    """(model in eval mode, checkpoint dict); `key` (catalog.file_key) reloads a rewritten file.
+    """(model in eval mode, checkpoint dict); `key` (computed.file_key) reloads a rewritten file.
     A loaded copy, never the instance a training run is updating."""
     return checkpoint.load(path)
 
 
 def model_for(path) -> tuple:
-    return load_model(str(path), catalog.file_key(path))
+    return load_model(str(path), computed.file_key(path))
 
 
 def _folder_key(folder: Path) -> str:
     labels = folder / data.LABELS_FILE
-    return catalog.file_key(labels) if labels.is_file() else str(data.find_images(folder).stat().st_mtime_ns)
+    return computed.file_key(labels) if labels.is_file() else str(data.find_images(folder).stat().st_mtime_ns)
 
 
 def _labels_key(labels: Path | None) -> str | None:
-    return (catalog.file_key(labels) if labels.is_file() else "missing") if labels else None
+    return (computed.file_key(labels) if labels.is_file() else "missing") if labels else None
 
 
-def open_galaxies(folder: Path, task: targets.Task, labels: Path | None = None) -> data.GalaxySet:
-    """The galaxies a page shows, with the labels that are the truth for a model of `task`: the
-    rows of the CSV `labels` (the task's columns, or Kaggle answers for a tree model), else the
-    folder's own Kaggle answers for a tree model, else none (predictions only). Rows whose image
-    is missing are skipped and listed."""
-    if labels is not None:
-        return targets.open_labelled(folder, labels, task=task, skip_bad=True)[0]
-    return data.open_folder(folder, labels=None if task.kind == "tree" else False, skip_bad=True)
-
-
-def crops_for(folder: Path, preprocess: dict, task: targets.Task = targets.TREE,
-              labels: Path | None = None) -> tuple[np.ndarray, data.GalaxySet]:
-    """Decoded crops and the galaxies that have them (`open_galaxies`; unreadable images skipped
-    and listed)."""
-    pp = data.Preprocess(**preprocess)
-    key = ("crops", str(folder), _folder_key(folder), pp, task.kind, task.label_columns, str(labels),
+def listed_for(folder: Path, task: targets.Task, labels: Path | None = None) -> data.GalaxySet:
+    """targets.open_for once per folder, task and labels (a second or so for 60,000 galaxies)."""
+    key = ("listed", str(folder), _folder_key(folder), task.kind, task.label_columns, str(labels),
            _labels_key(labels))
-    return memo(key, lambda progress: data.load_crops(open_galaxies(folder, task, labels), pp, skip_bad=True,
-                                                      progress=progress),
-                "Decoding crops (once; cached on disk)", max_entries=4)
+    return memo(key, lambda progress: targets.open_for(folder, task, labels), max_entries=8)
+
+
+def _crops_key(folder: Path, preprocess: dict, task: targets.Task, labels: Path | None) -> tuple:
+    return ("crops", str(data.default_cache_dir()), str(folder), _folder_key(folder), data.Preprocess(**preprocess), task.kind,
+            task.label_columns, str(labels), _labels_key(labels))
+
+
+def _crops_job(folder: Path, preprocess: dict, task: targets.Task, labels: Path | None):
+    """(key, label, compute) of the job that decodes the crops of `listed_for`'s galaxies (unreadable
+    images skipped and listed): (crops, the galaxies that have them)."""
+    listed, pp = listed_for(folder, task, labels), data.Preprocess(**preprocess)
+    return (_crops_key(folder, preprocess, task, labels), "Decoding every galaxy's image (once; cached on disk)",
+            lambda report: data.load_crops(listed, pp, skip_bad=True, progress=report))
+
+
+def subject_for(ckpt_path: Path, folder: Path, labels: Path | None = None) -> tuple:
+    """(model, computed.Subject: this model over the folder's galaxies, their crops), waiting for
+    the crops with a progress bar."""
+    model, ckpt = model_for(ckpt_path)
+    crops, galaxies = wait(*_crops_job(folder, ckpt["preprocess"], targets.of_checkpoint(ckpt), labels))
+    key = ("subject", _crops_key(folder, ckpt["preprocess"], targets.of_checkpoint(ckpt), labels),
+           computed.file_key(ckpt_path))
+    subject = memo(key, lambda progress: computed.Subject(galaxies, ckpt, Path(ckpt_path), data.default_cache_dir()),
+                   max_entries=16)
+    return model, subject, crops
+
+
+def _table_job(ckpt_path: Path, folder: Path, labels: Path | None) -> tuple:
+    model, subject, crops = subject_for(ckpt_path, folder, labels)
+    return (("table", *subject.identity, str(labels), _labels_key(labels)),
+            f"Predicting every galaxy with {Path(ckpt_path).name} (once; cached on disk)",
+            lambda report: catalog.build(subject, crops, model, report))
 
 
 def table_for(ckpt_path: Path, folder: Path | None = None, labels: Path | None = None) -> pd.DataFrame:
     """The catalogue of one model over a folder (catalog.build; on disk after the first time),
-    beside `labels` (see `open_galaxies`)."""
-    folder = folder or data_dir()
-    model, ckpt = model_for(ckpt_path)
-    crops, galaxies = crops_for(folder, ckpt["preprocess"], targets.of_checkpoint(ckpt), labels)
-    key = ("table", str(folder), _folder_key(folder), catalog.file_key(ckpt_path), str(labels),
-           _labels_key(labels))
-    return memo(key, lambda progress: catalog.build(galaxies, crops, model, ckpt, ckpt_path,
-                                                    data.default_cache_dir(), progress),
-                "Predicting every galaxy (once; cached on disk)", max_entries=4)
+    beside `labels` (see `targets.open_for`); waits for it with a progress bar."""
+    return wait(*_table_job(ckpt_path, folder or data_dir(), labels))
 
 
-def _model_key(ctx: "Context") -> tuple:
-    """What a result of the loaded data and model is keyed by: the folder, its files, the checkpoint file."""
-    return str(ctx.data_dir), _folder_key(ctx.data_dir), catalog.file_key(ctx.ckpt_path)
+def table_if_ready(ckpt_path: Path, folder: Path, labels: Path | None = None) -> tuple[pd.DataFrame | None, tuple]:
+    """(`table_for` if it is computed, else None: it goes on in the background; the job's key for
+    `watch`)."""
+    key, label, compute = _table_job(ckpt_path, folder, labels)
+    return pending(key, label, compute), key
+
+
+def held_out_table(ckpt_path: Path, folder: Path, labels: Path | None = None) -> pd.DataFrame:
+    """The catalogue of the checkpoint's held-out galaxies alone (catalog.held_out_table): a tenth of
+    the work of `table_for`, and what the scores need."""
+    model, subject, crops = subject_for(ckpt_path, folder, labels)
+    return wait(("held-out table", *subject.identity, str(labels), _labels_key(labels)),
+                f"Predicting the held-out galaxies with {Path(ckpt_path).name} (once; cached on disk)",
+                lambda report: catalog.held_out_table(subject, crops, model, report)[0])
 
 
 def embeddings_for(ctx: "Context") -> np.ndarray:
     """The model's unit feature vectors of every galaxy (catalog.embeddings; on disk after once)."""
-    key = ("embeddings", *_model_key(ctx))
-    return memo(key, lambda progress: catalog.embeddings(ctx.galaxies, ctx.crops, ctx.model, ctx.ckpt,
-                                                         ctx.ckpt_path, data.default_cache_dir(), progress),
-                "Embedding every galaxy (once; cached on disk)", max_entries=8)
+    return wait(*_embeddings_job(ctx))
 
 
-def _atlas_key(ctx: "Context", method: str) -> tuple:
-    return ("atlas", method, *_model_key(ctx))
+def _embeddings_job(ctx: "Context") -> tuple:
+    model, subject, crops = ctx.model, ctx.subject, ctx.crops
+    return (("embeddings", *subject.identity), "Embedding every galaxy (once; cached on disk)",
+            lambda report: catalog.embeddings(subject, crops, model, report))
+
+
+def embeddings_key(ctx: "Context") -> tuple:
+    return _embeddings_job(ctx)[0]
+
+
+def embeddings_if_ready(ctx: "Context") -> np.ndarray | None:
+    """`embeddings_for` when ready (without waiting for the crops either), else None: it goes on."""
+    if not ctx.previewed:
+        return embeddings_for(ctx)
+    if not ctx.crops_ready:
+        return None
+    return pending(*_embeddings_job(ctx))
 
 
 def atlas_ready(ctx: "Context", method: str) -> bool:
     """Whether the `method` map of every galaxy is at hand: held by this server or on disk."""
-    return memoised(_atlas_key(ctx, method)) or atlas.cache_file(
-        ctx.galaxies, ctx.ckpt, ctx.ckpt_path, data.default_cache_dir(), method).is_file()
+    found = _jobs()[0].get(("atlas", method, *ctx.subject.identity))
+    return (found is not None and found.finished.is_set()) or atlas.cache_file(ctx.subject, method).is_file()
 
 
 def atlas_map(ctx: "Context", method: str) -> np.ndarray:
     """(N, 2) map positions of every galaxy by `method` (atlas.coordinates; on disk after once)."""
-    return memo(_atlas_key(ctx, method),
-                lambda progress: atlas.coordinates(embeddings_for(ctx), method, ctx.galaxies, ctx.ckpt,
-                                                   ctx.ckpt_path, data.default_cache_dir()), max_entries=8)
+    embeddings = embeddings_for(ctx)
+    return wait(("atlas", method, *ctx.subject.identity), f"Laying out the {method.upper()} map (once; cached on disk)",
+                lambda report: atlas.coordinates(embeddings, method, ctx.subject, report))
 
 
 def held_out_rows(folder: Path, ckpt_path: Path, labels: Path | None = None) -> np.ndarray:
     """Rows of the folder's catalogue in the checkpoint's held-out split."""
-    ckpt = model_for(ckpt_path)[1]
-    galaxies = crops_for(folder, ckpt["preprocess"], targets.of_checkpoint(ckpt), labels)[1]
-    return checkpoint.split(galaxies, ckpt)[1]
+    _, subject, _ = subject_for(ckpt_path, folder, labels)
+    return checkpoint.split(subject.galaxies, subject.ckpt)[1]
 
 
 def oddness_for(ctx: "Context") -> np.ndarray:
     """oddballs.anomaly of every galaxy, from `embeddings_for` (on disk after once)."""
     embeddings = embeddings_for(ctx)
-    return memo(("oddness", *_model_key(ctx)),
-                lambda progress: oddballs.anomaly_cached(embeddings, data.default_cache_dir(), progress),
-                "Scoring how odd every galaxy is (once; cached on disk)", max_entries=8)
+    return wait(("oddness", *ctx.subject.identity), "Scoring how odd every galaxy is (once; cached on disk)",
+                lambda report: oddballs.anomaly_cached(embeddings, ctx.subject, report))
 
 
 def more_like_for(ctx: "Context", positives: list[int], negatives: list[int], n: int) -> tuple[np.ndarray, np.ndarray]:
     """oddballs.more_like of these rows over every galaxy's embedding: the best `n` (rows, probability)."""
     embeddings = embeddings_for(ctx)
-    return memo(("more like", *_model_key(ctx), tuple(positives), tuple(negatives), n),
+    return memo(("more like", *ctx.subject.identity, tuple(positives), tuple(negatives), n),
                 lambda progress: oddballs.more_like(embeddings, positives, negatives, n), max_entries=32)
+
+
+PREVIEW_FROM = 500  # galaxies: from this many, Browse and Galaxy preview while the catalogue is computed
 
 
 @dataclass
 class Context:
+    """The loaded model and data. `listed` is ready at once; the crops, the galaxies that have them
+    (`galaxies`) and the catalogue (`table`) are computed in the background, and reading them waits
+    with a progress bar; `table_if_ready` and `crops_ready` do not wait."""
     data_dir: Path
     ckpt_path: Path
     model: object
     ckpt: dict
-    crops: np.ndarray
-    galaxies: data.GalaxySet
+    listed: data.GalaxySet
     labels_path: Path | None = None
 
     @property
+    def _crops(self) -> tuple:
+        return _crops_job(self.data_dir, self.ckpt["preprocess"], self.task, self.labels_path)
+
+    @property
+    def crops_ready(self) -> bool:
+        return pending(*self._crops) is not None
+
+    @property
+    def crops(self) -> np.ndarray:
+        return self.subject_and_crops[2]
+
+    @property
+    def galaxies(self) -> data.GalaxySet:
+        """The galaxies whose images could be decoded: the catalogue's rows."""
+        return self.subject.galaxies
+
+    @property
+    def subject(self) -> computed.Subject:
+        """This model over these galaxies: the identity of every result cached for them."""
+        return self.subject_and_crops[1]
+
+    @property
+    def subject_and_crops(self) -> tuple:
+        return subject_for(self.ckpt_path, self.data_dir, self.labels_path)
+
+    @property
     def table(self) -> pd.DataFrame:
-        """The catalogue: the model's predictions for every galaxy beside the labels (`table_for`;
-        computed when a page first reads it, so Home shows without waiting for it)."""
+        """The catalogue: the model's predictions for every galaxy beside the labels (`table_for`)."""
         return table_for(self.ckpt_path, self.data_dir, self.labels_path)
+
+    @property
+    def previewed(self) -> bool:
+        """Whether pages show a preview while the catalogue is computed: for PREVIEW_FROM galaxies or
+        more; fewer take seconds, and pages wait for them."""
+        return len(self.listed) >= PREVIEW_FROM
+
+    def table_if_ready(self) -> pd.DataFrame | None:
+        """The catalogue when it is computed, else None (the crops and the catalogue go on in the
+        background; `watch(self.jobs(), …)` shows their progress)."""
+        if not self.previewed:
+            return self.table
+        if not self.crops_ready:
+            return None
+        return table_if_ready(self.ckpt_path, self.data_dir, self.labels_path)[0]
+
+    def jobs(self) -> list[tuple]:
+        """The keys of the background jobs `table_if_ready` waits on."""
+        keys = [self._crops[0]]
+        if self.crops_ready:
+            keys.append(_table_job(self.ckpt_path, self.data_dir, self.labels_path)[0])
+        return keys
 
     @property
     def input_size(self) -> int:
@@ -234,23 +452,27 @@ class Context:
 
 
 def context() -> Context:
-    """Everything a page reads; on bad input shows the error with a way out, and stops the page."""
+    """Everything a page reads; on bad input shows the error with a way out, and stops the page.
+    Starts the crops and the catalogue in the background: a page shows what it can meanwhile."""
     try:
         folder = ensure_universe() if data_dir() == universe_dir() else data_dir()
         path, labels = checkpoint_path(), labels_path()
         model, ckpt = model_for(path)
-        crops, galaxies = crops_for(folder, ckpt["preprocess"], targets.of_checkpoint(ckpt), labels)
-        if not len(galaxies):
+        listed = listed_for(folder, targets.of_checkpoint(ckpt), labels)
+        if not len(listed):
             raise data.DataError(f"{folder}: none of its images has a label in {labels}" if labels else
                                  f"{folder}: no galaxies to show")
+        ctx = Context(folder, path, model, ckpt, listed, labels)
+        ctx.table_if_ready()  # starts the work behind the page
     except ERRORS as e:
         error(str(e))
         st.page_link(navigation.HOME.script, label="Choose another data folder, labels or model on Home",
                      icon=navigation.HOME.icon)
         st.stop()
-    if galaxies.skipped:
-        st.warning(access.shown(f"Skipped {len(galaxies.skipped)} unreadable input(s), e.g. {galaxies.skipped[0]}"))
-    return Context(folder, path, model, ckpt, crops, galaxies, labels)
+    skipped = ctx.galaxies.skipped if ctx.crops_ready else listed.skipped
+    if skipped:
+        st.warning(access.shown(f"Skipped {len(skipped)} unreadable input(s), e.g. {skipped[0]}"))
+    return ctx
 
 
 @st.cache_resource(max_entries=2)
@@ -290,7 +512,7 @@ def predictions_image(galaxy_id: int, size: int | None = None) -> np.ndarray | N
         if path is None:
             st.caption(f"no image {galaxy_id}.* in the images folder")
             return None
-        return _image(str(path), catalog.file_key(path), size)
+        return _image(str(path), computed.file_key(path), size)
     except data.DataError as e:
         st.caption(f":red[{access.shown(str(e))}]")
         return None
@@ -362,19 +584,72 @@ def _describe(path: str, key: str) -> dict | None:
 
 def checkpoint_info(path) -> dict | None:
     """runs.describe of a checkpoint file, or None when it is missing or not a checkpoint."""
-    return _describe(str(path), catalog.file_key(path)) if Path(path).is_file() else None
+    return _describe(str(path), computed.file_key(path)) if Path(path).is_file() else None
 
 
 # ------------------------------------------------------------------ galaxies and runs
 
 
 def galaxy_row(ctx: Context) -> int:
-    """Row of the open galaxy (?galaxy=ID), the first one when none is open or it is not here."""
+    """Row of the open galaxy (?galaxy=ID) in the catalogue, the first one when none is open or it is
+    not here."""
     chosen = st.session_state.get("galaxy")
     row = ctx.row_of(chosen) if chosen and str(chosen).isdigit() else None
     if chosen and row is None:
         st.warning(f"GalaxyID {chosen} is not in {ctx.data_dir}; showing the first galaxy instead.")
     return 0 if row is None else row
+
+
+def preview_table(ctx: Context, rows) -> pd.DataFrame:
+    """The catalogue's rows of these listed galaxies (positions in `ctx.listed`), predicted now from
+    their images: what Browse and Galaxy show before the catalogue is ready (a page of 24 takes under
+    a second). Images that cannot be decoded are left out."""
+    rows = tuple(int(r) for r in rows)
+    pp = data.Preprocess(**ctx.ckpt["preprocess"])
+
+    def compute(progress):
+        decoded = {}
+        for r in rows:
+            try:
+                decoded[r] = data.decode(ctx.listed.paths[r], pp)
+            except data.DataError:
+                continue
+        if not decoded:
+            return catalog.table(ctx.listed.subset(np.zeros(0, int)), catalog.outputs(
+                ctx.model, np.zeros((0, pp.size, pp.size, pp.channels), np.uint8), ctx.ckpt), ctx.task)
+        frame = catalog.outputs(ctx.model, np.stack(list(decoded.values())), ctx.ckpt)
+        return catalog.table(ctx.listed.subset(np.array(list(decoded))), frame, ctx.task)
+    key = ("preview", str(ctx.data_dir), _folder_key(ctx.data_dir), computed.file_key(ctx.ckpt_path),
+           str(ctx.labels_path), _labels_key(ctx.labels_path), rows)
+    return memo(key, compute, max_entries=64)
+
+
+@dataclass(frozen=True)
+class Open:
+    """The galaxy a page shows: its row of `table` (the catalogue, or its preview) and image file."""
+    table: pd.DataFrame
+    row: int
+    path: Path
+    preview: bool  # True: the catalogue is not ready; `table` holds this galaxy alone
+
+
+def open_galaxy_view(ctx: Context) -> Open:
+    """The open galaxy (?galaxy=ID; the first when none is open or it is not here) from the catalogue,
+    or, before it is ready, predicted alone now (`preview_table`)."""
+    table = ctx.table_if_ready()
+    if table is not None:
+        row = galaxy_row(ctx)
+        return Open(table, row, ctx.galaxies.paths[row], False)
+    chosen = st.session_state.get("galaxy")
+    hits = np.flatnonzero(ctx.listed.ids == int(chosen)) if chosen and str(chosen).isdigit() else []
+    if chosen and not len(hits):
+        st.warning(f"GalaxyID {chosen} is not in {ctx.data_dir}; showing the first galaxy instead.")
+    listed_row = int(hits[0]) if len(hits) else 0
+    preview = preview_table(ctx, [listed_row])
+    if not len(preview):
+        error(f"{ctx.listed.paths[listed_row]}: cannot decode this galaxy's image")
+        st.stop()
+    return Open(preview, 0, ctx.listed.paths[listed_row], True)
 
 
 def open_galaxy(galaxy_id, page: navigation.Page = navigation.GALAXY) -> None:
@@ -414,23 +689,27 @@ def compare_with(path) -> None:
 
 
 def comparison(ctx: Context, other: Path) -> compare.Comparison:
-    """compare.of_tables of the model and `other` over the folder (both catalogues as `table_for`
-    makes them); CheckpointError when the two predict different outputs."""
+    """compare.of_tables of the model and `other` over the galaxies both hold out: only those are
+    predicted (`held_out_table` of each). When they share none, every galaxy is (`table_for`) and
+    compare.held_out falls back to one model's split with a warning. CheckpointError when the two
+    predict different outputs."""
     task = compare.same_task(ctx.ckpt, model_for(other)[1], ctx.ckpt_path, other)
+    names = compare.names_of(ctx.ckpt_path, other)
+    tables = [held_out_table(path, ctx.data_dir, ctx.labels_path) for path in (ctx.ckpt_path, other)]
+    key = ("comparison", *ctx.subject.identity, computed.file_key(other), str(ctx.labels_path),
+           _labels_key(ctx.labels_path))
+    if np.isin(tables[0].GalaxyID.to_numpy(), tables[1].GalaxyID.to_numpy()).any():
+        return memo(key, lambda progress: compare.of_tables(*tables, np.arange(len(tables[0])),
+                                                            np.arange(len(tables[1])), task, names), max_entries=8)
     table = table_for(other, ctx.data_dir, ctx.labels_path)
-    key = ("comparison", *_model_key(ctx),
-           catalog.file_key(other), str(ctx.labels_path), _labels_key(ctx.labels_path))
     held = [held_out_rows(ctx.data_dir, path, ctx.labels_path) for path in (ctx.ckpt_path, other)]
-    return memo(key, lambda progress: compare.of_tables(ctx.table, table, *held, task,
-                                                        compare.names_of(ctx.ckpt_path, other)),
-                max_entries=8)
+    return memo(key, lambda progress: compare.of_tables(ctx.table, table, *held, task, names), max_entries=8)
 
 
 def baselines(ctx: Context) -> dict[str, float]:
     """evaluate.baselines fitted on the checkpoint's training split, scored on its held-out one."""
     train_rows, held = checkpoint.split(ctx.galaxies, ctx.ckpt)
-    key = ("baselines", *_model_key(ctx),
-           str(ctx.labels_path), _labels_key(ctx.labels_path))
+    key = ("baselines", *ctx.subject.identity, str(ctx.labels_path), _labels_key(ctx.labels_path))
     return memo(key, lambda progress: evaluate.baselines(ctx.crops, ctx.task.comparable(ctx.galaxies.labels),
                                                          train_rows, held, ctx.task))
 
@@ -440,9 +719,12 @@ def mean_image(ctx: Context) -> np.ndarray:
     return memo(key, lambda progress: catalog.mean_image(ctx.crops))
 
 
-def input_pixels(ctx: Context, row: int) -> np.ndarray:
-    """The pixels the model sees (its central input_size crop) as uint8 (s, s, C)."""
-    return _input_pixels(ctx.crops[row], ctx.input_size)
+def input_pixels(ctx: Context, path: Path) -> np.ndarray:
+    """The pixels the model sees of the image `path` (its central input_size crop of the crop the
+    catalogue is made of) as uint8 (s, s, C)."""
+    key = ("input pixels", str(path), computed.file_key(path), computed.file_key(ctx.ckpt_path))
+    return memo(key, lambda progress: _input_pixels(data.decode(path, data.Preprocess(**ctx.ckpt["preprocess"])),
+                                                    ctx.input_size), max_entries=64)
 
 
 def _input_pixels(crop: np.ndarray, input_size: int) -> np.ndarray:
@@ -479,23 +761,22 @@ def brought(ctx: Context, blob: bytes, name: str) -> Brought:
                                               if ctx.task.kind == "classification" else 0)
         return Brought(image, pixels, catalog.enrich(table, ctx.task),
                        neighbours.embed(ctx.model, image.crop[None], ctx.input_size)[0], saliency)
-    key = ("brought", hashlib.sha1(blob).hexdigest(), name, catalog.file_key(ctx.ckpt_path), access.public())
+    key = ("brought", hashlib.sha1(blob).hexdigest(), name, computed.file_key(ctx.ckpt_path), access.public())
     return memo(key, compute, max_entries=8)
 
 
-def attribution_key(ctx: Context, row: int, question: int | None, answer: str, method: str,
+def attribution_key(ctx: Context, galaxy_id: int, question: int | None, answer: str, method: str,
                     conditional: bool, kind: str = "attribution") -> tuple:
     """The memo key of a map (`kind` "attribution") or of its checks ("attribution check")."""
-    return (kind, catalog.file_key(ctx.ckpt_path), int(ctx.galaxies.ids[row]), question, answer,
+    return (kind, computed.file_key(ctx.ckpt_path), str(ctx.data_dir), int(galaxy_id), question, answer,
             method, conditional)
 
 
-def attribution(ctx: Context, row: int, question: int | None, answer: str, method: str,
-                conditional: bool = True) -> explain.Attribution:
+def attribution(ctx: Context, galaxy_id: int, pixels: np.ndarray, question: int | None, answer: str,
+                method: str, conditional: bool = True) -> explain.Attribution:
     """explain.explain on the open galaxy, once per model/galaxy/answer/method, with a progress bar.
     For a model of other targets `answer` is one of its outputs (a target or a class; question None):
     explain.explain_output."""
-    pixels = input_pixels(ctx, row)
     if ctx.task.kind == "tree":
         def compute(progress):
             return explain.explain(ctx.model, pixels, question, answer, method, conditional,
@@ -506,21 +787,20 @@ def attribution(ctx: Context, row: int, question: int | None, answer: str, metho
             return explain.explain_output(ctx.model, pixels, ctx.task.columns.index(answer), method,
                                           progress=progress)
         name = answer
-    return memo(attribution_key(ctx, row, question, answer, method, conditional), compute,
+    return memo(attribution_key(ctx, galaxy_id, question, answer, method, conditional), compute,
                 f"{method} for {name}: images through the model")
 
 
-def attribution_check(ctx: Context, row: int, question: int | None, answer: str, method: str,
-                      conditional: bool = True) -> explain_checks.Check:
+def attribution_check(ctx: Context, galaxy_id: int, pixels: np.ndarray, question: int | None, answer: str,
+                      method: str, conditional: bool = True) -> explain_checks.Check:
     """explain_checks.check of the map `attribution` shows, once per model/galaxy/answer/method."""
-    pixels = input_pixels(ctx, row)
     tree_model = ctx.task.kind == "tree"
 
     def compute(progress):
         return explain_checks.check(ctx.model, pixels, question, answer if tree_model else None, method,
                                     conditional, None if tree_model else ctx.task.columns.index(answer),
                                     progress=progress)
-    return memo(attribution_key(ctx, row, question, answer, method, conditional, "attribution check"), compute,
+    return memo(attribution_key(ctx, galaxy_id, question, answer, method, conditional, "attribution check"), compute,
                 f"Checking the {method} map: maps of randomised models, then deletions", max_entries=32)
 
 
@@ -555,11 +835,15 @@ def _image(path: str, key: str, size: int | None) -> np.ndarray:
     return catalog.image(path, size)
 
 
-def image_for(ctx: Context, row: int, size: int | None = None) -> np.ndarray | None:
-    """A galaxy's image (thumbnail if `size`), or None with a caption when it cannot be decoded."""
-    path = ctx.galaxies.paths[row]
+def picture(path, size: int | None = None) -> np.ndarray | None:
+    """An image file (thumbnail if `size`), or None with a caption when it cannot be decoded."""
     try:
-        return _image(str(path), catalog.file_key(path), size)
+        return _image(str(path), computed.file_key(path), size)
     except data.DataError as e:
         st.caption(f":red[{access.shown(str(e))}]")
         return None
+
+
+def image_for(ctx: Context, row: int, size: int | None = None) -> np.ndarray | None:
+    """A galaxy's image by its catalogue row (`picture`)."""
+    return picture(ctx.galaxies.paths[row], size)
