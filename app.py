@@ -2,8 +2,9 @@
 gzcore.dashboard.navigation), their helpers in gzcore.dashboard, the science in gzcore."""
 import streamlit as st
 
-from gzcore.dashboard import access, choices, navigation
+from gzcore.dashboard import access, choices, heap, navigation
 
+heap.settle()  # what earlier runs imported and loaded is out of the collection after each run
 st.set_page_config(page_title="Galaxy Zoo 2 morphology", page_icon=":material/cyclone:", layout="wide")
 if access.public():
     st.set_option("client.showErrorDetails", "none")  # no traceback reaches a visitor (the log has it)

@@ -2,6 +2,7 @@
 explanations while a training run goes on the same server.
 
     python -m benchmarks.load --sessions 10 --minutes 3 [--client protocol] [--data DIR] [--out artifacts/load.json]
+    python -m benchmarks.load --client protocol --sessions 20 --processes 1 2 --minutes 2
 
 One `streamlit run app.py` on the data (default: the real sample), its pages visited once (warm
 caches), then a training run started from the Train page (all galaxies, 2 epochs, one thread as the
@@ -13,17 +14,26 @@ browsers run on their own machines). Recorded: every page's time from navigation
 its run (p50 / p95), errors (timeouts, exceptions on a page), the server's resident memory before
 and after, whether the server stayed up and whether the run finished with a checkpoint that loads,
 and the CPU seconds spent by role (`cpu_seconds`: pages, training, browsers, the rest).
+
+With `--processes N [N ...]` the same measurement runs once per N, each against `gz serve --processes N`
+(N Streamlit processes behind nginx, each visitor kept on one by a cookie; every process warmed
+directly first), and the figures are printed side by side; the CPU gets a role more (proxy: nginx)
+and the result says on which process each protocol visitor landed.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
 import re
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +41,7 @@ import pandas as pd
 
 from gzcore import checkpoint, data, shipped
 
-from . import REAL_DATA, browser
+from . import REAL_DATA, ROOT, browser
 
 READY = {"browse": "galaxies match", "galaxy": "Galaxies like this one", "explain": "Saliency (fast) · model"}
 THINK = (2.0, 4.0)  # seconds a visitor looks at a page before the next click (uniform; people read longer)
@@ -43,11 +53,12 @@ def rss_mb(pid: int) -> float:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
 
 
-def cpu_seconds(server: int) -> dict[str, float]:
+def cpu_seconds(servers: set[int]) -> dict[str, float]:
     """CPU seconds used so far by role, per process from /proc (a process's count holds its ended
-    threads, such as Streamlit's one thread per script run): the server (its pages), its training
-    run's process and that process's decode workers, the browsers (Chromium and Playwright's driver)
-    and everything else."""
+    threads, such as Streamlit's one thread per script run): the servers (their pages), a training
+    run's process and that process's decode workers, the browsers (Chromium and Playwright's driver),
+    the proxy (nginx, under gz serve) and everything else. Ended children waited for count for their
+    parent's role, a server's for training (a run that ended in the time measured keeps its CPU)."""
     tick, found = os.sysconf("SC_CLK_TCK"), {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -56,18 +67,22 @@ def cpu_seconds(server: int) -> dict[str, float]:
             continue
         fields = text[text.rindex(")") + 2:].split()
         found[int(stat.parent.name)] = (text[text.index("(") + 1:text.rindex(")")], int(fields[1]),
-                                        (int(fields[11]) + int(fields[12])) / tick)
-    used = dict.fromkeys(("pages", "training", "browsers", "other"), 0.0)
-    for pid, (comm, parent, seconds) in found.items():
-        if pid == server:
+                                        (int(fields[11]) + int(fields[12])) / tick,
+                                        (int(fields[13]) + int(fields[14])) / tick)  # its ended children's
+    used = dict.fromkeys(("pages", "training", "browsers", "proxy", "other"), 0.0)
+    for pid, (comm, parent, seconds, children) in found.items():
+        if pid in servers:
             role = "pages"
-        elif parent == server or found.get(parent, ("", 0))[1] == server:
+        elif parent in servers or found.get(parent, ("", 0))[1] in servers:
             role = "training"
+        elif comm.startswith("nginx"):
+            role = "proxy"
         elif "chrom" in comm or comm.startswith("node"):  # node: Playwright's driver
             role = "browsers"
         else:
             role = "other"
         used[role] += seconds
+        used["training" if role == "pages" else role] += children
     return used
 
 
@@ -148,11 +163,33 @@ async def visitors(url: str, firsts: list[int], until: float, times: dict, error
         await chromium.close()
 
 
+def open_page(url: str) -> tuple[dict[str, str], str | None]:
+    """Open the dashboard at `url` as a browser does before its websocket: the page, then the health
+    check. Returns the cookies set (gz serve's route, Streamlit's XSRF token) and the process that
+    answered (gz serve's X-Upstream header; None without it)."""
+    cookies: dict[str, str] = {}
+    for path in ("/", "/_stcore/health"):
+        with urllib.request.urlopen(urllib.request.Request(f"{url}{path}", headers=cookie_header(cookies)),
+                                    timeout=120) as answer:
+            upstream = answer.headers.get("X-Upstream")
+            for line in answer.headers.get_all("Set-Cookie") or ():
+                name, _, value = line.split(";")[0].partition("=")
+                cookies[name.strip()] = value.strip()
+    return cookies, upstream
+
+
+def cookie_header(cookies: dict[str, str]) -> dict[str, str]:
+    """{"Cookie": …} holding `cookies`, or {} when there are none."""
+    return {"Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())} if cookies else {}
+
+
 async def protocol_visitors(url: str, ids: list[int], sessions: int, until: float, times: dict,
-                            errors: list) -> None:
+                            errors: list, landed: list | None = None) -> None:
     """`sessions` visitors that speak Streamlit's own protocol (its websocket, as the browser's
     front end does) and render nothing: the server's latency when the visitors' browsers run on
-    their own machines. Each loops Browse -> a random galaxy -> its Explain page, THINK seconds on each."""
+    their own machines. Each opens the page first and keeps its cookies on the websocket (behind gz
+    serve, the route that keeps it on one process), then loops Browse -> a random galaxy -> its
+    Explain page, THINK seconds on each. `landed` gets the process each visitor's page came from."""
     from streamlit.proto.BackMsg_pb2 import BackMsg
     from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
     from websockets.asyncio.client import connect
@@ -173,8 +210,15 @@ async def protocol_visitors(url: str, ids: list[int], sessions: int, until: floa
 
     async def visitor(seed: int) -> None:
         rng = random.Random(seed)
+        try:
+            cookies, upstream = await asyncio.to_thread(open_page, url)
+        except OSError as e:
+            errors.append(f"opening the page: {type(e).__name__}: {e}")
+            return
+        if landed is not None:
+            landed.append(upstream)
         async with connect(url.replace("http", "ws", 1) + "/_stcore/stream", subprotocols=["streamlit"],
-                           max_size=None) as ws:
+                           additional_headers=cookie_header(cookies), max_size=None) as ws:
             while time.time() < until:
                 gid = rng.choice(ids)
                 for name, query in (("browse", ""), ("galaxy", f"galaxy={gid}"), ("explain", f"galaxy={gid}")):
@@ -200,39 +244,89 @@ def start_training(url: str) -> None:
         page.get_by_role("button", name="Stop").wait_for()  # the run is under way
 
 
-def run(folder: Path, sessions: int, minutes: float, cache: Path, client: str = "chromium") -> dict:
+@contextlib.contextmanager
+def serving(env: dict, processes: int, timeout: float = 300):
+    """`gz serve --processes N` on a free port with `env` added; yields its URL (a `browser.URL`
+    whose `pid` is gz serve's) and {Streamlit process id: its own port} once the proxy answers."""
+    port = browser.free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "gzcore.cli", "serve", "--processes", str(processes),
+                             "--port", str(port)], cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline, url = time.time() + timeout, browser.URL(f"http://127.0.0.1:{port}")
+        while not browser.healthy(url):
+            if time.time() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"gz serve did not start: {proc.stdout.read1().decode()[-3000:]}")
+            time.sleep(0.5)
+        url.pid = proc.pid
+        yield url, streamlit_ports(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def streamlit_ports(parent: int) -> dict[int, int]:
+    """{process id: port} of the Streamlit processes `parent` started (read from their command lines)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            command = (stat.parent / "cmdline").read_bytes().decode().split("\0")
+        except OSError:  # ended meanwhile
+            continue
+        if int(text[text.rindex(")") + 2:].split()[1]) == parent and "streamlit" in command:
+            found[int(stat.parent.name)] = int(command[command.index("--server.port") + 1])
+    return found
+
+
+def run(folder: Path, sessions: int, minutes: float, cache: Path, client: str = "chromium",
+        processes: int | None = None) -> dict:
+    """One measurement: against one `streamlit run app.py`, or with `processes`, `gz serve --processes N`."""
     ids = pd.read_csv(folder / data.LABELS_FILE, usecols=["GalaxyID"]).GalaxyID.tolist()
     env = {"GZ_DATA": str(folder), "GZ_CHECKPOINT": str(shipped.folder() / "default.pt"), "GZ_CACHE": str(cache)}
-    with browser.server(env, timeout=120) as url:
-        with browser.chromium() as page:  # warm: catalogue, crops, embeddings computed once
+    with contextlib.ExitStack() as stack:
+        if processes:
+            url, ports = stack.enter_context(serving(env, processes))
+        else:
+            url = stack.enter_context(browser.server(env, timeout=120))
+            ports = {url.pid: int(url.rsplit(":", 1)[1])}
+        servers = set(ports)
+        with browser.chromium() as page:  # warm every process: catalogue, crops, embeddings computed once
             page.set_default_timeout(900_000)
-            for name in READY:
-                browser.goto(page, f"{url}/{name}?galaxy={ids[0]}", READY[name])
-        before = rss_mb(url.pid)
+            for port in ports.values():
+                for name in READY:
+                    browser.goto(page, f"http://127.0.0.1:{port}/{name}?galaxy={ids[0]}", READY[name])
+        before = sum(map(rss_mb, servers))
         earlier = set((cache / "runs").glob("*.pt"))
+        load_before = os.getloadavg()  # the machine's load (others' work too) before this test's
         start_training(url)
         times: dict[str, list[float]] = {}
         errors: list[str] = []
-        cpu_before, until = cpu_seconds(url.pid), time.time() + 60 * minutes
+        landed: list[str | None] = []
+        cpu_before, until = cpu_seconds(servers), time.time() + 60 * minutes
         firsts = [random.Random(k).choice(ids) for k in range(sessions)]
         load = visitors(url, firsts, until, times, errors) if client == "chromium" else \
-            protocol_visitors(url, ids, sessions, until, times, errors)
+            protocol_visitors(url, ids, sessions, until, times, errors, landed)
         driving = threading.Thread(target=asyncio.run, args=(load,))
         driving.start()
         time.sleep(max(0.0, until - time.time()))
-        cpu = {role: seconds - cpu_before[role] for role, seconds in cpu_seconds(url.pid).items()}  # browsers open
+        load_after = os.getloadavg()
+        cpu = {role: seconds - cpu_before[role] for role, seconds in cpu_seconds(servers).items()}  # browsers open
         driving.join()
-        after = rss_mb(url.pid)
+        after = sum(map(rss_mb, servers))
         deadline = time.time() + 900  # the run goes on alone after the visitors leave
         while not (finished := _finished(cache / "runs", earlier)) and time.time() < deadline:
             time.sleep(5)
-        alive = browser.healthy(url)
+        alive = all(browser.healthy(f"http://127.0.0.1:{port}") for port in ports.values())
         runs = sorted(set((cache / "runs").glob("*.pt")) - earlier)
-    return {"sessions": sessions, "client": client, "minutes": minutes, "think_s": THINK, "data": str(folder),
-            "galaxies": len(ids),
+    return {"sessions": sessions, "client": client, "processes": processes, "minutes": minutes,
+            "think_s": THINK, "data": str(folder), "galaxies": len(ids),
+            "visitors_per_process": {f"127.0.0.1:{port}": landed.count(f"127.0.0.1:{port}")
+                                     for port in ports.values()} if processes else {},
             "pages": {name: {"visits": len(v), "p50_s": float(np.percentile(v, 50)),
                              "p95_s": float(np.percentile(v, 95))} for name, v in times.items()},
             "cpu_seconds": cpu, "page_views": sum(len(v) for v in times.values()),
+            "load_average_before": load_before, "load_average_after": load_after,
             "errors": errors, "server_mb_before": before, "server_mb_after": after,
             "memory_growth": after / before, "server_up": alive, "run_checkpoint_loads": finished,
             "run": str(runs[-1].name) if runs else None}
@@ -259,11 +353,41 @@ def main(argv=None) -> None:
     p.add_argument("--data", type=Path, default=REAL_DATA)
     p.add_argument("--cache", type=Path, default=Path("artifacts/load-cache"))
     p.add_argument("--out", type=Path, default=Path("artifacts/load.json"))
+    p.add_argument("--processes", type=int, nargs="+", metavar="N",
+                   help="measure against `gz serve --processes N` (nginx in front), once per N given, "
+                        "side by side (e.g. --processes 1 2); without it, one `streamlit run app.py`")
     args = p.parse_args(argv)
-    result = run(args.data, args.sessions, args.minutes, args.cache, args.client)
+    if not args.processes:
+        result = run(args.data, args.sessions, args.minutes, args.cache, args.client)
+    else:
+        result = {"runs": [run(args.data, args.sessions, args.minutes, args.cache, args.client, n)
+                           for n in args.processes]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
+    if args.processes:
+        print(side_by_side(result["runs"]))
+
+
+def side_by_side(runs: list[dict]) -> str:
+    """The runs' figures as a Markdown table, one column per run."""
+    def pages(r, name):
+        page = r["pages"].get(name)
+        return f"{page['p50_s']:.2f} / {page['p95_s']:.2f} s" if page else "—"
+    rows = [("page views", lambda r: str(r["page_views"]))]
+    rows += [(f"{name.title()} p50 / p95", lambda r, name=name: pages(r, name)) for name in READY]
+    rows += [("errors", lambda r: str(len(r["errors"]))),
+             ("visitors per process", lambda r: " / ".join(map(str, r["visitors_per_process"].values())) or "—"),
+             ("CPU s: pages / training / proxy / other",
+              lambda r: " / ".join(f"{r['cpu_seconds'][k]:.0f}" for k in ("pages", "training", "proxy", "other"))),
+             ("load average (1 min) before / at the end", lambda r: f"{r['load_average_before'][0]:.1f} / "
+                                                                    f"{r['load_average_after'][0]:.1f}"),
+             ("server memory", lambda r: f"{r['server_mb_before']:.0f} → {r['server_mb_after']:.0f} MB"),
+             ("servers up, run's checkpoint loads", lambda r: f"{r['server_up']}, {r['run_checkpoint_loads']}")]
+    head = [f"{r['sessions']} {r['client']} visitors, {r['processes'] or 1} process(es)" for r in runs]
+    lines = ["| | " + " | ".join(head) + " |", "|---" * (len(runs) + 1) + "|"]
+    lines += ["| " + label + " | " + " | ".join(cell(r) for r in runs) + " |" for label, cell in rows]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ Stable contract (scripts call it):
   gz atlas --data DIR [--checkpoint CKPT] [--method umap|pca] --out FILE.csv
   gz oddballs --data DIR [--checkpoint CKPT] [--top N] --out FILE.csv
   gz explain-check --data DIR [--checkpoint CKPT] (--galaxy ID | --held-out N) [--method M ...]
+  gz serve --processes N [--port 8501] [--data DIR] [--checkpoint CKPT] [--public] [--base-url-path /gz]
 Without --checkpoint the shipped default model (checkpoints/default.pt) is used.
 """
 from __future__ import annotations
@@ -370,54 +371,81 @@ def _predict_survey(args):
               f"DuckDB or Arrow)")
 
 
-def _embedded(args):
-    """(checkpoint, its path, the folder's galaxies as the dashboard loads them, their unit embeddings,
-    the cache folder) for gz atlas and gz oddballs; the embeddings are cached as the dashboard's."""
-    from . import catalog
+def _subject(args, what: str = "the dashboard's"):
+    """(model, this model over the folder as the dashboard opens it: computed.Subject, its crops)
+    for gz catalog, gz atlas and gz oddballs; what they compute is cached as the dashboard's."""
+    from . import computed
     model, ckpt = checkpoint.load(args.checkpoint)
     path = args.checkpoint or checkpoint.default()
-    tree_model = targets.of_checkpoint(ckpt).kind == "tree"
-    held = checkpoint.data_for(ckpt, args.data, labels=None if tree_model else False, skip_bad=args.skip_bad,
-                               progress=_Bar("decoding crops (once; cached)"))
-    cache = data.default_cache_dir()
-    embeddings = catalog.embeddings(held.galaxies, held.crops, model, ckpt, path, cache, _Bar("embedding"))
-    return ckpt, path, held, embeddings, cache
+    galaxies = targets.open_for(args.data, targets.of_checkpoint(ckpt), getattr(args, "labels", None))
+    crops, kept = data.load_crops(galaxies, data.Preprocess(**ckpt["preprocess"]), skip_bad=True,
+                                  progress=_Bar(f"decoding crops (once; cached as {what})"))
+    if kept.skipped and not args.skip_bad:
+        sys.exit(f"gz: error: {kept.skipped[0]} (--skip-bad skips such images)")
+    return model, computed.Subject(kept, ckpt, Path(path), data.default_cache_dir()), crops
+
+
+def _skipped(galaxies) -> None:
+    if galaxies.skipped:
+        print(f"skipped {len(galaxies.skipped)} bad input(s):", *galaxies.skipped[:10], sep="\n  ")
 
 
 def cmd_atlas(args):
     import pandas as pd
 
-    from . import atlas
+    from . import atlas, catalog
     _check_out(args.out)
-    ckpt, path, held, embeddings, cache = _embedded(args)
-    if args.method == "umap" and not atlas.cache_file(held.galaxies, ckpt, path, cache, "umap").is_file():
+    model, subject, crops = _subject(args)
+    embeddings = catalog.embeddings(subject, crops, model, _Bar("embedding"))
+    if args.method == "umap" and not atlas.cache_file(subject, "umap").is_file():
         print("computing the UMAP layout (a minute or so the first time in a process)…", file=sys.stderr)
-    xy = atlas.coordinates(embeddings, args.method, held.galaxies, ckpt, path, cache)
+    xy = atlas.coordinates(embeddings, args.method, subject)
     with atomic.write(args.out) as f:
-        pd.DataFrame({"GalaxyID": held.galaxies.ids, "x": xy[:, 0], "y": xy[:, 1]}).to_csv(f, index=False)
+        pd.DataFrame({"GalaxyID": subject.galaxies.ids, "x": xy[:, 0], "y": xy[:, 1]}).to_csv(f, index=False)
     print(f"wrote the {args.method.upper()} map of {len(xy)} galaxies to {args.out} (the dashboard's Atlas "
           f"reads the same map from the cache)")
-    if held.galaxies.skipped:
-        print(f"skipped {len(held.galaxies.skipped)} bad input(s):", *held.galaxies.skipped[:10], sep="\n  ")
+    _skipped(subject.galaxies)
 
 
 def cmd_oddballs(args):
     import pandas as pd
 
-    from . import oddballs
+    from . import catalog, oddballs
     if args.top < 1:
         sys.exit("gz oddballs: error: --top must be at least 1")
     _check_out(args.out)
-    _, _, held, embeddings, cache = _embedded(args)
-    score = oddballs.anomaly_cached(embeddings, cache, _Bar("scoring", "galaxy"))
+    model, subject, crops = _subject(args)
+    embeddings = catalog.embeddings(subject, crops, model, _Bar("embedding"))
+    score = oddballs.anomaly_cached(embeddings, subject, _Bar("scoring", "galaxy"))
     rows = oddballs.most_anomalous(score, args.top)
     with atomic.write(args.out) as f:
-        pd.DataFrame({"GalaxyID": held.galaxies.ids[rows], "score": score[rows],
+        pd.DataFrame({"GalaxyID": subject.galaxies.ids[rows], "score": score[rows],
                       "rank": np.arange(1, len(rows) + 1)}).to_csv(f, index=False)
     print(f"wrote the {len(rows)} oddest of {len(score)} galaxies to {args.out} (score: mean cosine distance "
           f"to the {oddballs.K} nearest in the model's embedding; the dashboard's Oddballs page ranks the same)")
-    if held.galaxies.skipped:
-        print(f"skipped {len(held.galaxies.skipped)} bad input(s):", *held.galaxies.skipped[:10], sep="\n  ")
+    _skipped(subject.galaxies)
+
+
+def cmd_catalog(args):
+    """Warm the cache for a data folder and a model: everything the dashboard computes for them."""
+    import time
+
+    from . import atlas, catalog, oddballs
+    began = time.perf_counter()
+    model, subject, crops = _subject(args)
+    steps = [("held-out predictions", lambda: catalog.held_out_outputs(subject, crops, model, _Bar("held out"))),
+             ("every galaxy's predictions", lambda: catalog.all_outputs(subject, crops, model, _Bar("predicting"))),
+             ("embeddings", lambda: catalog.embeddings(subject, crops, model, _Bar("embedding"))),
+             ("oddness", lambda: oddballs.anomaly_cached(catalog.embeddings(subject, crops, model), subject,
+                                                         _Bar("scoring", "galaxy")))]
+    steps += [(f"{method.upper()} map", lambda method=method: atlas.coordinates(
+        catalog.embeddings(subject, crops, model), method, subject)) for method in args.maps]
+    for name, step in steps:
+        step()
+        print(f"ready: {name} ({time.perf_counter() - began:.1f} s)")
+    print(f"the cache {subject.cache_dir} holds everything the dashboard shows for {len(subject.galaxies):,} "
+          f"galaxies of {args.data} with {subject.ckpt_path.name}: start it with GZ_CACHE={subject.cache_dir}")
+    _skipped(subject.galaxies)
 
 
 def cmd_explain_check(args):
@@ -671,6 +699,17 @@ def parser() -> argparse.ArgumentParser:
     at.add_argument("--out", required=True, type=Path, help="CSV to write: GalaxyID,x,y")
     at.set_defaults(func=cmd_atlas)
 
+    ca = sub.add_parser("catalog", help="prepare a server: compute once, into the cache, everything the "
+                        "dashboard shows for a data folder and a model (predictions, embeddings, oddness, maps)")
+    add_data_options(ca)
+    ca.add_argument("--checkpoint", type=Path, default=None,
+                    help=f"model file (default: the shipped {checkpoint.DEFAULT_NAME})")
+    ca.add_argument("--labels", type=Path, default=None,
+                    help="a labels CSV chosen on Home (first column: the image id), if the dashboard uses one")
+    ca.add_argument("--maps", nargs="*", choices=("pca", "umap"), default=["pca", "umap"],
+                    help="Atlas maps to compute (default: pca umap; UMAP takes a minute or so)")
+    ca.set_defaults(func=cmd_catalog)
+
     od = sub.add_parser("oddballs", help="write the galaxies least like the others in the model's embedding "
                         "(GalaxyID,score,rank), as the dashboard's Oddballs page ranks them")
     add_data_options(od)
@@ -700,6 +739,22 @@ def parser() -> argparse.ArgumentParser:
     lf = sub.add_parser("lr-find", help="learning-rate range test, with gz train's options")
     add_train_options(lf)
     lf.set_defaults(func=cmd_lr_find)
+
+    from . import serve  # gz serve: the dashboard as several Streamlit processes behind nginx (gzcore/serve.py)
+    sv = sub.add_parser("serve", help="run the dashboard as several Streamlit processes behind nginx (sticky "
+                        "sessions, websockets carried): one port for many visitors")
+    sv.add_argument("--processes", type=int, default=2, help="Streamlit processes (default 2; each runs its "
+                    "pages on one core, so about one per core the pages may use)")
+    sv.add_argument("--port", type=int, default=8501, help="the port visitors open (default 8501)")
+    sv.add_argument("--data", type=Path, help="the data folder every process opens (GZ_DATA; default: the "
+                    "synthetic universe)")
+    sv.add_argument("--checkpoint", type=Path, help="the model every process loads (GZ_CHECKPOINT; default: "
+                    "the shipped one)")
+    sv.add_argument("--public", action="store_true", help="a public demo (GZ_PUBLIC=1) listening on every "
+                    "interface; without it, on this machine only")
+    sv.add_argument("--base-url-path", default="", metavar="PATH", help="serve under http://HOST:PORT/PATH/ "
+                    "(Streamlit's server.baseUrlPath), e.g. /gz beside another site")
+    sv.set_defaults(func=serve.command)
     return p
 
 

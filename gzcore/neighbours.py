@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from . import evaluate, models
 
@@ -31,14 +32,17 @@ def nearest(embeddings: np.ndarray, query, k: int = 8) -> tuple[np.ndarray, np.n
     """The `k` rows most like `query` -> (indices, cosine similarities), most similar first.
 
     `query` is a row index of `embeddings` (that row is left out of the answer) or a vector of
-    the same width (normalised here). `embeddings` are unit rows, as `embed` returns them.
+    the same width (normalised here). `embeddings` are unit rows, as `embed` returns them. One
+    BLAS thread: the product takes a millisecond, after which a second OpenBLAS thread would spin
+    ~0.1 CPU-s waiting for more (most of a Galaxy page view's CPU).
     """
     if isinstance(query, (int, np.integer)):
         vector, exclude = embeddings[query], int(query)
     else:
         vector = np.asarray(query, np.float32)
         vector, exclude = vector / max(float(np.linalg.norm(vector)), 1e-12), None
-    sims = embeddings @ vector
+    with threadpool_limits(1, user_api="blas"):
+        sims = embeddings @ vector
     if exclude is not None:
         sims[exclude] = -np.inf
     k = min(k, len(sims) - (exclude is not None))

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from gzcore import catalog, oddballs, targets, tree
-from gzcore.dashboard import access, charts, navigation, state
+from gzcore.dashboard import access, charts, navigation, pictures, state
 
 navigation.through_app()  # app.py's set-up first, even when a fresh server's first request is this page
 
@@ -51,7 +51,7 @@ def _preview(ctx: state.Context) -> None:
         "the model's prediction (± its spread) and the true value"
     left.caption(f"{len(listed):,} galaxies in file order (preview) · one line per galaxy: {line}")
     shown = dict(zip(part.GalaxyID.to_numpy().tolist(), catalog.summaries(part, ctx.task)))
-    _gallery((int(listed.ids[r]), (lambda r=r: state.picture(listed.paths[r], size=160)),
+    _gallery((int(listed.ids[r]), (lambda r=r: pictures.shown(listed.paths[r], size=160)),
               shown.get(int(listed.ids[r]), ":red[cannot decode this image]"),
               (lambda gid=int(listed.ids[r]): state.open_galaxy(gid))) for r in rows)
 predictions = state.predictions_path()
@@ -171,13 +171,14 @@ def _details(row: int) -> None:
 
 
 lines = catalog.summaries(table, task, visible)
+paths = None if predictions else ctx.galaxies.paths  # once: each ctx.galaxies looks the model and data up
 
 
 def _cell(k: int) -> tuple:
     row = int(visible[k])
     gid = int(table.GalaxyID.iat[row])
     image = (lambda: state.predictions_image(gid, size=160)) if predictions else \
-        (lambda: state.image_for(ctx, row, size=160))
+        (lambda: pictures.shown(paths[row], size=160))  # JPEG bytes, encoded once per server
     value = "" if sort_by in (None, "GalaxyID") else f"{np.float64(table[sort_by].iat[row]):.3g} · "
     return gid, image, f"{value}{lines[k]}", (lambda: _details(row)) if predictions else (lambda: state.open_galaxy(gid))
 

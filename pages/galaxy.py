@@ -89,9 +89,10 @@ if embeddings is None or shown.preview:
     st.stop()
 st.caption("Nearest in the model's feature space (cosine similarity of its embedding)")
 near, sims = neighbours.nearest(embeddings, row, k=8)
+paths = ctx.galaxies.paths  # once: each ctx.galaxies looks up the loaded model and data again
 for cell, r, sim in zip(st.columns(8), near, sims):
     with cell:
-        image = pictures.shown(ctx.galaxies.paths[int(r)], size=160)  # JPEG bytes, encoded once per server
+        image = pictures.shown(paths[int(r)], size=160)  # JPEG bytes, encoded once per server
         if image is not None:
             st.image(image, width="stretch")
         neighbour = int(table.GalaxyID.iat[int(r)])

@@ -3,8 +3,10 @@ model, an ensemble, a regression and a classifier model with their labels CSVs, 
 folder, and the uncertainty views."""
 import base64
 import json
+import re
 import shutil
 from dataclasses import replace
+from html import unescape
 
 import numpy as np
 import pandas as pd
@@ -34,6 +36,24 @@ def texts(elements):
 def figures(at) -> dict[str, dict]:
     """The page's Plotly figures by widget key, as JSON."""
     return {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+
+
+def answers(at) -> list[str]:
+    """The page's answers (one st.html block of gzcore.dashboard.bars): the HTML of each question."""
+    body = "".join(h.proto.body for h in at.get("html") if 'class="gzb"' in h.proto.body)
+    return body.split('<div class="gzb-q')[1:]
+
+
+def bar_titles(html: str) -> list[str]:
+    """The exact values a question's bars show on hover: 'SOURCE · ANSWER: VALUE[ ± SPREAD]', and
+    per answer 'ANSWER: SOURCE VALUE · ...'."""
+    return [unescape(t) for t in re.findall(r'title="([^"]*)"', html)]
+
+
+def bar_values(html: str) -> dict[str, float]:
+    """A question's bars: {'SOURCE · ANSWER': value}."""
+    return {name: float(value.split()[0]) for name, value in (t.split(": ", 1) for t in bar_titles(html))
+            if " · " in name and value != "no value"}
 
 
 def array(value) -> np.ndarray:
@@ -98,10 +118,17 @@ def test_browse_filters_and_opens_a_galaxy(app):
 
 def test_galaxy_shows_all_questions_and_switches_to_weighted(app):
     at = show(app, GALAXY)
-    assert len(at.get("plotly_chart")) >= 12  # image + 11 questions
-    assert "Q11. How many spiral arms are there?" in texts(at.markdown)
+    assert "galaxy_image" in figures(at)
+    shown = answers(at)
+    assert len(shown) == 11 and "Q11. How many spiral arms are there?" in shown[10]
+    assert {"crowd · Smooth", "model · Smooth", "crowd · Star or artifact"} <= set(bar_values(shown[0]))
+    assert sum(bar_values(shown[0])[f"model · {a}"] for a in ("Smooth", "Features or disk", "Star or artifact")) \
+        == pytest.approx(1, abs=0.01)  # Q1's conditional answers
+    for html in shown:  # few reached it: said and greyed
+        assert ("(few: greyed)" in html) == html.startswith(' gzb-few"')
     at.get("button_group")[0].set_value("weighted").run()
     assert not at.exception
+    assert bar_values(answers(at)[1])["model · Yes"] <= bar_values(shown[1])["model · Yes"] + 1e-9  # times its reach
     assert "Model's path" in texts(at.markdown)
     other = next(b.label for b in at.button if b.key and b.key.startswith("near_"))  # a neighbour's id
     at.text_input(key="galaxy_id").set_value(other).run()  # text: ids beyond 2**53 stay exact
@@ -318,7 +345,8 @@ def test_a_classifier_drives_the_model_pages(dashboard_env, tmp_path, monkeypatc
     at = show(at, EVALUATE)
     assert {"Accuracy", "Majority class (from the training split)"} <= {m.label for m in at.metric}
     assert "eval_class_confusion" in figures(at) and "eval_calibration" not in figures(at)
-    assert "galaxy_classes" in figures(show(at, GALAXY))
+    classes = answers(show(at, GALAXY))
+    assert len(classes) == 1 and {"model · smooth", "model · features"} <= {t.split(":")[0] for t in bar_titles(classes[0])}
     assert "true " in texts(show(at, BROWSE).caption)
 
 
@@ -336,7 +364,8 @@ def test_partial_labels_show_the_questions_they_have(app, partial_dir):
                      "Q8 odd feature (n=9)"]  # the 10 held-out galaxies, one without Q8
     assert "Partial labels: 5 of 11 questions" in texts(at.caption)
     at = show(at, GALAXY)
-    assert "no crowd labels for this question" in texts(at.caption)
+    assert "no crowd labels for this question" in answers(at)[2]  # Q3
+    assert "no crowd labels for this question" not in answers(at)[0]
     at = show(at, BROWSE)
     options = at.selectbox(key="browse_column").options
     assert "crowd conditional · Q1 smooth" in options and "crowd conditional · Q3 bar" not in options
@@ -345,9 +374,9 @@ def test_partial_labels_show_the_questions_they_have(app, partial_dir):
 
 def test_uncertainty_error_bars_least_certain_first_and_calibration(app):
     at = show(app, GALAXY)
-    bars = figures(at)["galaxy_q1"]["data"]
-    model = next(b for b in bars if b["name"] == "model")
-    assert len(array(model["error_x"]["array"])) == 3 and array(model["error_x"]["array"]).max() > 0
+    model = [t for t in bar_titles(answers(at)[0]) if t.startswith("model · ")]
+    spreads = [float(t.split(" ± ")[1]) for t in model]
+    assert len(spreads) == 3 and max(spreads) > 0 and 'class="gzb-e"' in answers(at)[0]  # whiskers
     assert "± spread: the standard deviation of the model's 8 test-time views" in texts(at.caption)
 
     at = show(at, BROWSE)

@@ -68,7 +68,7 @@ def test_home_browse_galaxy_explain(page, url):
     page.get_by_role("button", name=re.compile(r"^Open \d+$")).first.click()
     page.get_by_role("heading", name="The 11 questions").wait_for()
     settle(page)
-    page.wait_for_function("document.querySelectorAll('[data-testid=stPlotlyChart]').length >= 12")
+    answers_shown(page)
     snap(page, SHOTS / "galaxy.png")
     page.get_by_role("button", name="Explain").click()
     page.get_by_text("Saliency (fast) · model").first.wait_for()
@@ -120,14 +120,26 @@ def test_uncertainty_views(page, url):
     settle(page)
     snap(page, SHOTS / "browse-least-certain.png")
     goto(page, f"{url}/{navigation.GALAXY.url_path}", "Galaxies like this one")
-    page.wait_for_function("document.querySelectorAll('[data-testid=stPlotlyChart]').length >= 12")
+    q1 = answers_shown(page).first
+    assert q1.locator('[title^="crowd · "]').count() == 3 and q1.locator(".gzb-e").count() >= 1  # the model's ± spread as whiskers
+    assert q1.locator('[title^="model · Smooth: "]').get_attribute("title").count(" ± ") == 1  # exact on hover
     page.wait_for_timeout(800)
-    page.get_by_test_id("stPlotlyChart").nth(1).screenshot(path=SHOTS / "galaxy-error-bars.png")  # Q1
+    q1.screenshot(path=SHOTS / "galaxy-error-bars.png")
     goto(page, f"{url}/{navigation.EVALUATE.url_path}", "Calibration: does the spread predict the error?")
     view = page.get_by_test_id("stHorizontalBlock").filter(has=page.get_by_text("Spearman ρ")).last
     view.scroll_into_view_if_needed()
     page.wait_for_timeout(800)
     view.screenshot(path=SHOTS / "evaluate-calibration.png")  # binned spread vs RMSE, and Spearman's ρ
+
+
+def answers_shown(page, key: str = "galaxy"):
+    """Wait for the 11 questions' bars (gzcore.dashboard.bars, one HTML block) and the galaxy's image
+    (a Plotly chart) to be drawn; the questions' locator."""
+    questions = page.locator(f".st-key-{key}_answers .gzb-q")
+    page.wait_for_function(f"document.querySelectorAll('.st-key-{key}_answers .gzb-q').length == 11 && "
+                           "document.querySelectorAll('[data-testid=stPlotlyChart]').length >= 1")
+    assert questions.nth(0).locator('[title^="model · "]').count() == 3  # the model's bar for Q1's 3 answers
+    return questions
 
 
 def snap_views(page, url: str, query: str, views) -> None:
@@ -155,7 +167,8 @@ def test_partial_labels(page, url, partial_dir):  # noqa: F811
     snap_views(page, url, urlencode({"data": str(partial_dir)}), [
         (navigation.HOME, "none for the other questions", 0, "partial-home.png"),
         (navigation.EVALUATE, "Partial labels: 5 of 11 questions", 6, "partial-evaluate.png"),
-        (navigation.GALAXY, "Galaxies like this one", 12, "partial-galaxy.png")])
+        (navigation.GALAXY, "Galaxies like this one", 1, "partial-galaxy.png")])
+    assert "no crowd labels for this question" in answers_shown(page).nth(2).inner_text()  # Q3
 
 
 def test_a_predictions_table_deep_link_browses_it_and_opens_a_galaxy(page, url, dashboard_env, tmp_path):
@@ -220,7 +233,8 @@ def test_your_galaxy_takes_an_upload(page, url, dashboard_env):
     page.locator("input[type=file]").set_input_files(str(image))
     page.get_by_text("The most similar galaxies of the loaded data").wait_for()
     settle(page)
-    page.wait_for_function("document.querySelectorAll('[data-testid=stPlotlyChart]').length >= 14")
+    page.wait_for_function("document.querySelectorAll('[data-testid=stPlotlyChart]').length >= 3")  # 2 images, saliency
+    answers_shown(page, "your")
     assert page.get_by_text("Model's path:").count() == 1
     snap(page, SHOTS / "your-galaxy.png")
 
@@ -235,8 +249,9 @@ def test_compare_two_models_and_a_galaxy_with_both(page, url):
     snap(page, SHOTS / "compare.png")
     page.locator('[class*="st-key-compare_open_"] button').first.click()
     page.get_by_role("heading", name="The 11 questions").wait_for()
+    page.locator('.st-key-galaxy_answers [title^="synthetic.pt · "]').first.wait_for()  # its bars, once computed
     settle(page)
-    page.wait_for_function("document.querySelectorAll('[data-testid=stPlotlyChart]').length >= 12")
+    assert answers_shown(page).nth(0).locator('[title^="synthetic.pt · "]').count() == 3  # one per answer
     snap(page, SHOTS / "galaxy-compare.png")
     assert page.get_by_text("Beside synthetic.pt (chosen on Compare)").count() == 1
 

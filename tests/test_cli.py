@@ -112,7 +112,7 @@ def test_ensemble_averages_members_and_refuses_a_leaky_one(trained, synth_dir, t
 def test_every_option_of_every_command_is_explained():
     commands = cli.parser()._subparsers._group_actions[0].choices
     assert set(commands) == {"synth", "train", "distill", "ensemble", "shrink", "evaluate", "predict", "lr-find",
-                             "atlas", "oddballs", "compare", "explain-check"}
+                             "atlas", "oddballs", "compare", "explain-check", "serve", "catalog"}
     for name, command in commands.items():
         unexplained = [a.option_strings or a.dest for a in command._actions if not a.help]
         assert not unexplained, (name, unexplained)

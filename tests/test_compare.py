@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import TINY, gz, random_tree_rows
-from test_app import app_with, array, figures, show, texts
+from test_app import answers, app_with, bar_values, figures, show, texts
 
 from gzcore import checkpoint, compare, data, evaluate, shipped, targets, train, tree
 from gzcore.dashboard.navigation import COMPARE, GALAXY
@@ -140,17 +140,19 @@ def test_the_compare_page_compares_a_chosen_checkpoint_and_opens_a_galaxy(app, d
     gid = opens[0].key.split("_")[-1]
     opens[0].click().run()
     assert at.title[0].value == f"Galaxy {gid}"
-    assert {"model", "synthetic.pt"} <= {d["name"] for d in figures(at)["galaxy_q1"]["data"]}
+    assert {"model · Smooth", "synthetic.pt · Smooth"} <= set(bar_values(answers(at)[0]))
 
 
 def test_the_galaxy_page_shows_a_second_models_bars_until_dropped(app):
     at = show(app, GALAXY, compare_with=str(SYNTHETIC))
-    bars = {d["name"]: d for d in figures(at)["galaxy_q1"]["data"]}
-    assert {"crowd", "model", "synthetic.pt"} <= set(bars) and len(array(bars["synthetic.pt"]["x"])) == 3
+    q1 = bar_values(answers(at)[0])
+    assert {"crowd · Smooth", "model · Smooth"} <= set(q1)
+    assert len([name for name in q1 if name.startswith("synthetic.pt · ")]) == 3  # its bar for each answer
+    assert "synthetic.pt" in texts(at.markdown)  # the legend
     assert "synthetic.pt`'s path" in texts(at.markdown)
     at.toggle(key="galaxy_compare").set_value(False).run()
     assert at.session_state["compare_with"] is None
-    assert "synthetic.pt" not in {d["name"] for d in figures(at)["galaxy_q1"]["data"]}
+    assert not any(name.startswith("synthetic.pt") for name in bar_values(answers(at)[0]))
 
 
 def test_the_student_teacher_preset_and_a_refused_checkpoint(app, monkeypatch, tmp_path):

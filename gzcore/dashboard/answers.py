@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from gzcore import catalog, targets, tree
-from gzcore.dashboard import charts
+from gzcore.dashboard import bars, charts
 
 
 Beside = tuple[pd.DataFrame, int, str]  # a second model's table, its row of the galaxy, its name
@@ -34,34 +34,32 @@ def outputs(table: pd.DataFrame, row: int, task: targets.Task, kind: str = "cond
     """Every output of the galaxy in `row`: the tree's 11 questions (answers of `kind`, conditional
     or weighted; questions few reach greyed), or each target on the axis of the values of
     `reference` (default `table`: the data's galaxies), or the class probabilities; a second
-    model's values (`beside`) with the model's. Chart keys start with `key`."""
+    model's values (`beside`) with the model's. The answers are one block of HTML (bars.question: a
+    Plotly figure per question costs the server ~20 times as much) in a container keyed
+    `{key}_answers` (`{key}_classes`); the targets' chart keys start with `key`."""
     crowd, spread = catalog.has_crowd(table), catalog.has_spread(table)
 
     def other(columns, kind: str = "weighted") -> tuple:
-        """(the second model's values of `columns`, its name) for charts.answers; (None, '') without one."""
+        """(the second model's values of `columns`, its name) for bars.question; (None, '') without one."""
         if beside is None:
             return None, ""
         return catalog.galaxy_values(beside[0], beside[1], columns, kind)["model"], beside[2]
     if task.kind == "tree":
         st.subheader("The 11 questions")
         crowd_w = catalog.weighted(table, "crowd", rows=[row])[0] if crowd else None
-        for i, q in enumerate(tree.QUESTIONS):
-            if i % 2 == 0:
-                cells = st.columns(2)
+        shown = []
+        for q in tree.QUESTIONS:
             values = catalog.galaxy_values(table, row, [a.column for a in q.answers], kind)
             labelled = crowd and not np.isnan(crowd_w[tree.SLICES[q.number]]).any()  # partial labels
             reach_source = "crowd" if labelled else "model"
             reach = float(table[catalog.qcol("reach", q.number, reach_source)].iat[row])
             greyed = reach < catalog.LOW_REACH
-            with cells[i % 2]:
-                title = f"**{q.title}**"
-                st.markdown(f":gray[{title}]" if greyed else title)
-                st.caption(f"Reached by {reach:.0%} of the {reach_source}" + (" (few: greyed)" if greyed else "")
-                           + ("" if labelled or not crowd else " · no crowd labels for this question"))
-                st.plotly_chart(charts.answers([a.long for a in q.answers], values["crowd"], values["model"],
-                                               greyed, values["spread"] if spread else None,
-                                               *other([a.column for a in q.answers], kind)),
-                                key=f"{key}_q{q.number}", config={"displayModeBar": False})
+            shown.append(bars.question(
+                [a.long for a in q.answers], values["crowd"], values["model"], greyed,
+                values["spread"] if spread else None, *other([a.column for a in q.answers], kind), title=q.title,
+                caption=f"Reached by {reach:.0%} of the {reach_source}" + (" (few: greyed)" if greyed else "")
+                + ("" if labelled or not crowd else " · no crowd labels for this question")))
+        st.container(key=f"{key}_answers").html(bars.block(shown))
     elif task.kind == "regression":
         st.subheader("Predicted vs true" if crowd else "Predicted")
         st.caption(":blue[●] model ± spread · :orange[◆] true value · the axis spans the model's and the true "
@@ -84,6 +82,6 @@ def outputs(table: pd.DataFrame, row: int, task: targets.Task, kind: str = "cond
         st.subheader("Class probabilities")
         st.markdown(":orange-background[true class] :blue-background[model]")
         values = catalog.galaxy_values(table, row, task.columns)
-        st.plotly_chart(charts.answers(list(task.columns), values["crowd"], values["model"], False,
-                                       None, *other(task.columns)),
-                        key=f"{key}_classes", config={"displayModeBar": False})
+        st.container(key=f"{key}_classes").html(bars.block([bars.question(
+            list(task.columns), values["crowd"], values["model"], False, None, *other(task.columns),
+            sources=("true", "model"))], columns=1))

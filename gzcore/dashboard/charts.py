@@ -1,27 +1,33 @@
-"""Plotly figures for the pages: arrays and frames in, figures out (no Streamlit here)."""
+"""Plotly figures for the pages: arrays and frames in, figures out (no Streamlit here). The images
+(`image`, `attribution`) are plain dicts of the figure, which st.plotly_chart takes as it is."""
 from __future__ import annotations
-
-import base64
-import io
 
 import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
-from PIL import Image
 
 from gzcore import explain
+from gzcore.dashboard import pictures
 
 CROWD, MODEL, OTHER = "#E8853D", "#3D7EC8", "#4CA36B"  # OTHER: a second model (Compare)
 GREY_CROWD, GREY_MODEL, GREY_OTHER = "#D9C3B3", "#B3C2D6", "#BCD6C5"
 MARGIN = dict(l=0, r=0, t=30, b=0)
 
 
-def image(pixels: np.ndarray, height: int = 420) -> go.Figure:
-    """An RGB image with plotly's zoom and pan, no axes."""
-    fig = px.imshow(pixels)
-    fig.update_xaxes(visible=False).update_yaxes(visible=False)
-    return fig.update_layout(height=height, margin=dict(l=0, r=0, t=0, b=0), dragmode="zoom")
+def image(pixels: np.ndarray, height: int = 420) -> go.Figure | dict:
+    """An RGB image with plotly's zoom and pan, no axes: px.imshow's figure, as a plain dict whose
+    PNG is encoded once per server (pictures.png_uri; px.imshow and the encoding cost ~15x more
+    than the rest of st.plotly_chart). Other arrays (one channel, floats) through px.imshow."""
+    if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
+        fig = px.imshow(pixels)
+        fig.update_xaxes(visible=False).update_yaxes(visible=False)
+        return fig.update_layout(height=height, margin=dict(l=0, r=0, t=0, b=0), dragmode="zoom")
+    return {"data": [{"type": "image", "name": "0", "source": pictures.png_uri(pixels), "xaxis": "x", "yaxis": "y",
+                      "hovertemplate": "x: %{x}<br>y: %{y}<br>color: [%{z[0]}, %{z[1]}, %{z[2]}]<extra></extra>"}],
+            "layout": {"xaxis": {"anchor": "y", "domain": [0.0, 1.0], "visible": False},
+                       "yaxis": {"anchor": "x", "domain": [0.0, 1.0], "visible": False},
+                       "margin": {"l": 0, "r": 0, "t": 0, "b": 0}, "height": height, "dragmode": "zoom"}}
 
 
 def answers(names: list[str], crowd: np.ndarray | None, model: np.ndarray, greyed: bool,
@@ -70,14 +76,18 @@ def target(name: str, pred: float, spread: float | None, truth: float | None, sp
     return fig.update_layout(height=110, margin=dict(l=0, r=0, t=0, b=0), showlegend=False)
 
 
-def attribution(overlay: np.ndarray, cmap: str, signed: bool, height: int = 380) -> go.Figure:
+def attribution(overlay: np.ndarray, cmap: str, signed: bool, height: int = 380) -> go.Figure | dict:
     """An attribution overlay with the colour bar of its map (explain.COLORMAPS)."""
     table = explain.COLORMAPS[cmap]
     scale = [[i / (len(table) - 1), f"rgb({r:.0f},{g:.0f},{b:.0f})"] for i, (r, g, b) in enumerate(table)]
+    bar = dict(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip",
+               marker=dict(colorscale=scale, cmin=-1 if signed else 0, cmax=1, showscale=True,
+                           colorbar=dict(title=dict(text="attribution"), thickness=12)))
     fig = image(overlay, height)
-    fig.add_scatter(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip",
-                    marker=dict(colorscale=scale, cmin=-1 if signed else 0, cmax=1, showscale=True,
-                                colorbar=dict(title="attribution", thickness=12)))
+    if isinstance(fig, dict):
+        fig["data"].append({"type": "scatter", **bar})
+        return fig
+    fig.add_scatter(**bar)
     return fig
 
 
@@ -206,10 +216,8 @@ def atlas(xy: np.ndarray, values: np.ndarray, label: str, ids: np.ndarray, heigh
 
 
 def png(pixels: np.ndarray) -> str:
-    """An RGB image as a data URI (base64 PNG), as Plotly's layout images take it."""
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    """An RGB image as a data URI (base64 PNG), as Plotly's layout images take it (once per server)."""
+    return pictures.png_uri(pixels)
 
 
 def atlas_mosaic(xy: np.ndarray, centres: np.ndarray, cell: tuple[float, float], images: list,

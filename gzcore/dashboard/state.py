@@ -10,6 +10,7 @@ page, and Streamlit cannot replay elements a cached function drew into a bar cre
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import logging
 import os
@@ -91,14 +92,17 @@ class Job:
     value: object = None
     error: BaseException | None = None
     finished: threading.Event = field(default_factory=threading.Event)
-
     thread: threading.Thread | None = None
+    urgent: bool = False  # a page waits for it (`wait`), rather than showing what it can meanwhile
 
     def report(self, done: int, total: int) -> None:
-        """The computation's progress callback; it ends the computation when the server stops."""
+        """The computation's progress callback, between its batches: a background job lets the
+        pages' own torch work go first (`PAGES`); every job ends when the server stops."""
         if _STOPPING.is_set():
             raise SystemExit("the server stops")
         self.done, self.total, self.updated = int(done), int(total), time.time()
+        if not self.urgent:
+            PAGES.wait_for_pages()
 
     def describe(self) -> str:
         if not self.total:
@@ -106,6 +110,33 @@ class Job:
         return computed.Progress(self.done, self.total, self.started, self.updated).describe(self.label)
 
 
+class _PageWork:
+    """Torch work that a page does while a visitor waits (a preview, an attribution map, an upload).
+    Background jobs pause between their batches while there is some (Job.report): two computations
+    at once, each with its own OpenMP team on the same cores, would both crawl."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.running = 0
+
+    @contextlib.contextmanager
+    def running_now(self):
+        with self._lock:
+            self.running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.running -= 1
+
+    def wait_for_pages(self) -> None:
+        """A background job's pause while pages compute (at most a minute)."""
+        deadline = time.time() + 60
+        while self.running and time.time() < deadline:
+            time.sleep(0.02)
+
+
+PAGES = _PageWork()
 _STOPPING = threading.Event()
 
 
@@ -128,16 +159,17 @@ def _jobs() -> tuple[OrderedDict, threading.Lock]:
     return OrderedDict(), threading.Lock()
 
 
-def job(key: tuple, label: str, compute) -> Job:
+def job(key: tuple, label: str, compute, urgent: bool = False) -> Job:
     """The server's job `key`: started in a thread (compute(report) -> value) unless it runs or ran;
-    a failed one is started again when asked for after its error was shown."""
+    `urgent`: a page waits for it (it does not pause for other pages). A failed one is started again
+    when asked for after its error was shown."""
     jobs, lock = _jobs()
     with lock:
         found = jobs.get(key)
         if found is not None:
             jobs.move_to_end(key)
             return found
-        found = jobs[key] = Job(label)
+        found = jobs[key] = Job(label, urgent=urgent)
         done = [k for k, j in jobs.items() if j.finished.is_set()]
         for k in done[:max(0, len(jobs) - MAX_JOBS)]:
             del jobs[k]
@@ -168,7 +200,7 @@ def _result(key: tuple, found: Job):
 
 def wait(key: tuple, label: str, compute):
     """`job`'s value, waiting for it with a progress bar (done / total, time left)."""
-    found = job(key, label, compute)
+    found = job(key, label, compute, urgent=True)
     if not found.finished.wait(GRACE):
         slot = st.empty()
         while not found.finished.wait(0.5):
@@ -180,14 +212,15 @@ def wait(key: tuple, label: str, compute):
     return _result(key, found)
 
 
-GRACE = 1.0  # seconds `pending` waits for a job: long enough to read a result from the cache
+GRACE = 0.3  # seconds a new job is waited for: enough to read most results from the cache
 
 
 def pending(key: tuple, label: str, compute):
-    """`job`'s value when it finishes within GRACE seconds (a result read from the cache), else None:
-    it goes on in the background, and `watch` shows it."""
+    """`job`'s value when it is finished (a new job: within GRACE seconds, as when it reads its
+    result from the cache), else None: it goes on in the background, and `watch` shows it."""
+    new = key not in _jobs()[0]
     found = job(key, label, compute)
-    return _result(key, found) if found.finished.wait(GRACE) else None
+    return _result(key, found) if found.finished.wait(GRACE if new else 0) else None
 
 
 @st.fragment(run_every=1.0)
@@ -210,8 +243,7 @@ def ensure_universe() -> Path:
     """Render the default synthetic universe on first start, once for the server and for every
     process sharing the cache (computed.once; a half-written one is never used)."""
     target = universe_dir()
-    marker = target / data.LABELS_FILE
-    if marker.is_file():
+    if (target / data.LABELS_FILE).is_file():
         return target
     bar = st.progress(0.0, "Rendering the synthetic universe (first start only)")
 
@@ -226,7 +258,8 @@ def ensure_universe() -> Path:
     def show(done, total):
         bar.progress(done / max(total, 1), f"Rendering the synthetic universe (first start only): galaxy "
                                            f"{done} of {total}")
-    computed.once(marker, render, lambda path: path, None, show)
+    computed.once(target.with_name(f"{target.name}.rendered"), render, lambda path: target,
+                  lambda folder, f: f.write(b"rendered\n"), show)
     bar.empty()
     return target
 
@@ -317,10 +350,17 @@ def embeddings_for(ctx: "Context") -> np.ndarray:
     return wait(*_embeddings_job(ctx))
 
 
-def _embeddings_job(ctx: "Context") -> tuple:
+def _embeddings_job(ctx: "Context", after_table: bool = False) -> tuple:
+    """The embeddings' job; `after_table`, for a page that shows what it can meanwhile: it starts
+    after the catalogue's (one computation at a time runs faster than two at once)."""
     model, subject, crops = ctx.model, ctx.subject, ctx.crops
-    return (("embeddings", *subject.identity), "Embedding every galaxy (once; cached on disk)",
-            lambda report: catalog.embeddings(subject, crops, model, report))
+    table = job(*_table_job(ctx.ckpt_path, ctx.data_dir, ctx.labels_path)) if after_table else None
+
+    def compute(report):
+        if table is not None and not subject.file("embeddings").is_file():
+            table.finished.wait()
+        return catalog.embeddings(subject, crops, model, report)
+    return ("embeddings", *subject.identity), "Embedding every galaxy (once; cached on disk)", compute
 
 
 def embeddings_key(ctx: "Context") -> tuple:
@@ -333,7 +373,7 @@ def embeddings_if_ready(ctx: "Context") -> np.ndarray | None:
         return embeddings_for(ctx)
     if not ctx.crops_ready:
         return None
-    return pending(*_embeddings_job(ctx))
+    return pending(*_embeddings_job(ctx, after_table=True))
 
 
 def atlas_ready(ctx: "Context", method: str) -> bool:
@@ -520,7 +560,7 @@ def predictions_image(galaxy_id: int, size: int | None = None) -> np.ndarray | N
 
 def labelled(ctx: Context) -> None:
     """Stop a page that needs labels when there are none."""
-    if catalog.has_crowd(ctx.table):
+    if ctx.listed.labels is not None:  # the catalogue's crowd columns come from them
         return
     if ctx.task.kind == "tree":
         st.info(f"{ctx.data_dir} has no labels ({data.LABELS_FILE}): this page compares the model "
@@ -614,11 +654,11 @@ def preview_table(ctx: Context, rows) -> pd.DataFrame:
                 decoded[r] = data.decode(ctx.listed.paths[r], pp)
             except data.DataError:
                 continue
-        if not decoded:
-            return catalog.table(ctx.listed.subset(np.zeros(0, int)), catalog.outputs(
-                ctx.model, np.zeros((0, pp.size, pp.size, pp.channels), np.uint8), ctx.ckpt), ctx.task)
-        frame = catalog.outputs(ctx.model, np.stack(list(decoded.values())), ctx.ckpt)
-        return catalog.table(ctx.listed.subset(np.array(list(decoded))), frame, ctx.task)
+        crops = np.stack(list(decoded.values())) if decoded else np.zeros((0, pp.size, pp.size, pp.channels),
+                                                                           np.uint8)
+        with PAGES.running_now():
+            frame = catalog.outputs(ctx.model, crops, ctx.ckpt)
+        return catalog.table(ctx.listed.subset(np.array(list(decoded), int)), frame, ctx.task)
     key = ("preview", str(ctx.data_dir), _folder_key(ctx.data_dir), computed.file_key(ctx.ckpt_path),
            str(ctx.labels_path), _labels_key(ctx.labels_path), rows)
     return memo(key, compute, max_entries=64)
@@ -762,7 +802,15 @@ def brought(ctx: Context, blob: bytes, name: str) -> Brought:
         return Brought(image, pixels, catalog.enrich(table, ctx.task),
                        neighbours.embed(ctx.model, image.crop[None], ctx.input_size)[0], saliency)
     key = ("brought", hashlib.sha1(blob).hexdigest(), name, computed.file_key(ctx.ckpt_path), access.public())
-    return memo(key, compute, max_entries=8)
+    return memo(key, _as_page_work(compute), max_entries=8)
+
+
+def _as_page_work(compute):
+    """A page's compute(progress), counted as pages' torch work (`PAGES`)."""
+    def run(progress):
+        with PAGES.running_now():
+            return compute(progress)
+    return run
 
 
 def attribution_key(ctx: Context, galaxy_id: int, question: int | None, answer: str, method: str,
@@ -787,7 +835,7 @@ def attribution(ctx: Context, galaxy_id: int, pixels: np.ndarray, question: int 
             return explain.explain_output(ctx.model, pixels, ctx.task.columns.index(answer), method,
                                           progress=progress)
         name = answer
-    return memo(attribution_key(ctx, galaxy_id, question, answer, method, conditional), compute,
+    return memo(attribution_key(ctx, galaxy_id, question, answer, method, conditional), _as_page_work(compute),
                 f"{method} for {name}: images through the model")
 
 
@@ -800,7 +848,8 @@ def attribution_check(ctx: Context, galaxy_id: int, pixels: np.ndarray, question
         return explain_checks.check(ctx.model, pixels, question, answer if tree_model else None, method,
                                     conditional, None if tree_model else ctx.task.columns.index(answer),
                                     progress=progress)
-    return memo(attribution_key(ctx, galaxy_id, question, answer, method, conditional, "attribution check"), compute,
+    return memo(attribution_key(ctx, galaxy_id, question, answer, method, conditional, "attribution check"),
+                _as_page_work(compute),
                 f"Checking the {method} map: maps of randomised models, then deletions", max_entries=32)
 
 
