@@ -274,7 +274,7 @@ def streamlit_ports(parent: int) -> dict[int, int]:
             command = (stat.parent / "cmdline").read_bytes().decode().split("\0")
         except OSError:  # ended meanwhile
             continue
-        if int(text[text.rindex(")") + 2:].split()[1]) == parent and "streamlit" in command:
+        if int(text[text.rindex(")") + 2:].split()[1]) == parent and "--server.port" in command:
             found[int(stat.parent.name)] = int(command[command.index("--server.port") + 1])
     return found
 

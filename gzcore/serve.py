@@ -152,10 +152,16 @@ def check_config(conf: Path) -> None:
         raise ServeError(f"nginx refused {conf}:\n{done.stderr.strip()}")
 
 
+PRELOADED = ("import sys, gzcore.dashboard.state; from streamlit.web.cli import main; "
+             "sys.exit(main(prog_name='streamlit'))")  # `streamlit` with the pages' modules imported first
+
+
 def streamlit_command(port: int, base: str = "") -> list[str]:
     """One Streamlit process of the dashboard on loopback `port` (the checkout's .streamlit/config.toml
-    applies: XSRF protection and CORS stay on, as Streamlit's defaults)."""
-    return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port),
+    applies: XSRF protection and CORS stay on, as Streamlit's defaults). It imports the pages'
+    modules (torch among them, ~5 s) before it listens, so that its first visitor does not wait for
+    them."""
+    return [sys.executable, "-c", PRELOADED, "run", str(APP), "--server.port", str(port),
             "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
             "--server.baseUrlPath", base, "--browser.gatherUsageStats", "false"]
 

@@ -20,7 +20,7 @@ if other_info is None or (other_info["task"].kind, other_info["task"].columns) !
     other = None  # gone, unreadable, or predicting other outputs than this model
 beside = None  # the second model's (table, row, name) for answers.paths / answers.outputs
 other_table, other_job = (None, None) if other is None or shown.preview else \
-    state.table_if_ready(other, ctx.data_dir, ctx.labels_path)
+    state.table_if_ready(other, ctx.data_dir, ctx.labels_path, wait_for_it=not ctx.previewed)
 if other_table is not None:
     other_row = next(iter(np.flatnonzero(other_table.GalaxyID.to_numpy() == gid)), None)
     beside = None if other_row is None else (other_table, int(other_row), other.name)

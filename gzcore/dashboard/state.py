@@ -329,11 +329,12 @@ def table_for(ckpt_path: Path, folder: Path | None = None, labels: Path | None =
     return wait(*_table_job(ckpt_path, folder or data_dir(), labels))
 
 
-def table_if_ready(ckpt_path: Path, folder: Path, labels: Path | None = None) -> tuple[pd.DataFrame | None, tuple]:
+def table_if_ready(ckpt_path: Path, folder: Path, labels: Path | None = None,
+                   wait_for_it: bool = False) -> tuple[pd.DataFrame | None, tuple]:
     """(`table_for` if it is computed, else None: it goes on in the background; the job's key for
-    `watch`)."""
+    `watch`). `wait_for_it`: as `table_for` (for data that pages do not preview)."""
     key, label, compute = _table_job(ckpt_path, folder, labels)
-    return pending(key, label, compute), key
+    return (wait if wait_for_it else pending)(key, label, compute), key
 
 
 def held_out_table(ckpt_path: Path, folder: Path, labels: Path | None = None) -> pd.DataFrame:
