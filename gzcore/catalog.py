@@ -43,6 +43,7 @@ from PIL import Image
 
 from . import checkpoint, computed, data, evaluate, models, neighbours, targets, tree
 
+HELD_OUT = "held out"  # 1 for a galaxy in the model's held-out split, 0 in its training split (state.with_split)
 LOW_REACH = 0.5        # questions reached by fewer than half of the volunteers are shown greyed
 CONFIDENT = 0.8        # "crowd-confident": top conditional answer at least this
 VERSION = 2            # of the cached outputs; 2: model outputs and their spread, no labels
@@ -63,6 +64,12 @@ def qcol(stat: str, number: int, source: str = "model") -> str:
 def has_crowd(table: pd.DataFrame) -> bool:
     """Whether the table holds labels (the crowd's answers, or a labels CSV's true values)."""
     return "rmse" in table
+
+
+def error_columns(table) -> list[str]:
+    """The columns that measure the model's error against the labels (sorting on them ranks its mistakes)."""
+    named = ["disagreement", "rmse", "p true class"] + [c for c in table.columns if c.startswith("error ")]
+    return [c for c in named if c in table]
 
 
 def has_spread(table: pd.DataFrame) -> bool:

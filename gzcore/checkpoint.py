@@ -172,6 +172,11 @@ def split(galaxies: data.GalaxySet, ckpt: dict):
     return data.split(galaxies, *split_of(ckpt))
 
 
+def held_out(ids, ckpt: dict) -> np.ndarray:
+    """Whether each GalaxyID is in the checkpoint's held-out split: never trained on."""
+    return data.in_validation(ids, *split_of(ckpt))
+
+
 @dataclass
 class CheckpointData:
     """A folder as a checkpoint reads it: its galaxies, their crops by the checkpoint's

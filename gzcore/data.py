@@ -272,12 +272,16 @@ def split(galaxies: GalaxySet, val_fraction: float = 0.1, seed: int = 0
           ) -> tuple[np.ndarray, np.ndarray]:
     """Seeded train/validation split by a hash of each GalaxyID, so a galaxy stays on the same side
     whatever else is in the folder. Returns (train_index, val_index)."""
-    with np.errstate(over="ignore"):  # wrap-around multiplication is the hash
-        h = (galaxies.ids.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-             + np.uint64(seed) * np.uint64(0xBF58476D1CE4E5B9)) >> np.uint64(11)
-    u = h.astype(np.float64) / 2.0 ** 53
-    is_val = u < val_fraction
+    is_val = in_validation(galaxies.ids, val_fraction, seed)
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def in_validation(ids, val_fraction: float = 0.1, seed: int = 0) -> np.ndarray:
+    """Whether each GalaxyID falls in the validation side of `split` (a hash of the id alone)."""
+    with np.errstate(over="ignore"):  # wrap-around multiplication is the hash
+        h = (np.asarray(ids).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+             + np.uint64(seed) * np.uint64(0xBF58476D1CE4E5B9)) >> np.uint64(11)
+    return h.astype(np.float64) / 2.0 ** 53 < val_fraction
 
 
 # ---------------------------------------------------------------- decoding one image

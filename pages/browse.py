@@ -120,14 +120,21 @@ sort_by = left.selectbox("Sort by", list(sort_labels), format_func=sort_labels.g
                          disabled=bool(listed), help="A list is shown in its order" if listed else None)
 descending = mid.toggle("Descending", value=True, key="browse_descending", disabled=bool(listed))
 sort_by = None if listed else sort_by
+held_only = False  # an error sort ranks the held-out galaxies alone: a fitted galaxy's error says little
+if not predictions and sort_by in catalog.error_columns(table):
+    held_only = not st.toggle("Rank the training split's galaxies too", key="browse_fitted",
+                              help="By default an error sort ranks only the galaxies the model never trained on")
+    if held_only:
+        table = state.with_split(ctx, table)
+shown_ranges = ranges + [catalog.Range(catalog.HELD_OUT, 1, 1)] * held_only
 
 
 def _page(number: int) -> tuple[int, np.ndarray]:
     """(galaxies matching, the rows of page `number`)."""
     start = (number - 1) * PER_PAGE
     if not listed:
-        return catalog.page(table, ranges, sort_by, descending, start, PER_PAGE)
-    rows = listed_rows[np.isin(listed_rows, catalog.select(table, ranges))]
+        return catalog.page(table, shown_ranges, sort_by, descending, start, PER_PAGE)
+    rows = listed_rows[np.isin(listed_rows, catalog.select(table, shown_ranges))]
     return len(rows), rows[start:start + PER_PAGE]
 
 
@@ -142,7 +149,8 @@ right.number_input(f"Page (of {pages:,})", 1, pages, key="browse_page")
 line = "the model's most likely path through the tree" if task.kind == "tree" else \
     "the model's prediction (± its spread) and the true value"
 order = f"sorted by {sort_labels[sort_by]}" if sort_by else "in the order listed"
-st.caption(f"{matching:,} of {len(table) if listed_rows is None else len(listed_rows):,} galaxies match · "
+among = ", held out (never trained on)" if held_only else ""
+st.caption(f"{matching:,} of {len(table) if listed_rows is None else len(listed_rows):,} galaxies match{among} · "
            f"{order} · one line per galaxy: {line}")
 
 

@@ -39,6 +39,10 @@ if top[2].button("Explain", icon=":material/visibility:"):
 top[3].download_button("Download this row (CSV)", table.iloc[[row]].to_csv(index=False),
                        file_name=f"galaxy-{gid}.csv", mime="text/csv", icon=":material/download:")
 
+split = state.split_of_galaxy(ctx, gid)
+st.markdown((":green-badge[held out] the model never trained on this galaxy" if split == "held out" else
+             ":orange-badge[in the training split] the model trained on this galaxy's labels: its agreement "
+             "with the crowd here is no test"))
 left, right = st.columns([2, 3])
 with left:
     invert = st.toggle("Invert colours", key="galaxy_invert",

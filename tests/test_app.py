@@ -101,8 +101,12 @@ def test_home_says_what_is_loaded(app, dashboard_env):
     assert at.text_input(key="home_data").value.endswith("universe")
 
 
-def test_browse_filters_and_opens_a_galaxy(app):
-    at = show(app, BROWSE)
+def test_browse_filters_and_opens_a_galaxy(app, dashboard_env):
+    at = show(app, BROWSE)  # sorted by confident disagreement: the held-out galaxies alone
+    opens = [int(b.label.split()[1]) for b in at.button if b.label.startswith("Open ")]
+    assert 0 < len(opens) < 24 and checkpoint.held_out(opens, checkpoint.read(dashboard_env["GZ_CHECKPOINT"])).all()
+    assert "galaxies match, held out (never trained on)" in texts(at.caption)
+    at.toggle(key="browse_fitted").set_value(True).run()
     assert len([b for b in at.button if b.label.startswith("Open ")]) == 24
     at.selectbox(key="browse_column").set_value("crowd cond Class1.1").run()
     at.slider(key="browse_range_crowd cond Class1.1").set_value((0.5, 1.0)).run()
@@ -402,3 +406,12 @@ def test_a_models_filters_do_not_follow_another_model(app, target_env):
     at = show(at, BROWSE, model=target_env["GZ_CHECKPOINT"], labels=target_env["labels"])
     assert not at.error and not any(b.label.startswith("✕") for b in at.button)
     assert at.selectbox(key="browse_sort").value != "disagreement"
+
+
+def test_the_galaxy_page_says_whether_the_model_trained_on_the_galaxy(app, dashboard_env):
+    ckpt = checkpoint.read(dashboard_env["GZ_CHECKPOINT"])
+    ids = pd.read_csv(f"{dashboard_env['GZ_DATA']}/training_solutions_rev1.csv").GalaxyID.to_numpy()
+    held = checkpoint.held_out(ids, ckpt)
+    for gid, expected in ((ids[held][0], "held out"), (ids[~held][0], "in the training split")):
+        at = show(app, GALAXY, galaxy=str(gid))
+        assert f":{'green' if expected == 'held out' else 'orange'}-badge[{expected}]" in texts(at.markdown)

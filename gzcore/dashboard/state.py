@@ -559,6 +559,18 @@ def predictions_image(galaxy_id: int, size: int | None = None) -> np.ndarray | N
         return None
 
 
+def with_split(ctx: Context, table: pd.DataFrame) -> pd.DataFrame:
+    """The catalogue with its `catalog.HELD_OUT` column (1: in the checkpoint's held-out split)."""
+    key = ("with split", *ctx.subject.identity, str(ctx.labels_path), _labels_key(ctx.labels_path))
+    return memo(key, lambda progress: table.assign(**{catalog.HELD_OUT: checkpoint.held_out(
+        table.GalaxyID.to_numpy(), ctx.ckpt).astype(np.float32)}), max_entries=4)
+
+
+def split_of_galaxy(ctx: Context, galaxy_id: int) -> str:
+    """'held out' or 'in the training split' for the loaded model, as the Galaxy page marks it."""
+    return "held out" if checkpoint.held_out([galaxy_id], ctx.ckpt)[0] else "in the training split"
+
+
 def labelled(ctx: Context) -> None:
     """Stop a page that needs labels when there are none."""
     if ctx.listed.labels is not None:  # the catalogue's crowd columns come from them
