@@ -506,6 +506,19 @@ def majority_class(classes: np.ndarray) -> int:
     return int(np.bincount(known).argmax()) if len(known) else 0
 
 
+def disputed(table: pd.DataFrame, row: int) -> tuple[int, str, str] | None:
+    """(question, the crowd's top answer column, the model's) where the galaxy in `row` has its
+    largest confident disagreement (`disagreement Q`), or None without crowd answers there."""
+    if "disagreement Q" not in table:
+        return None
+    number = int(table["disagreement Q"].iat[row])
+    crowd, model = (int(table[qcol("top", number, source)].iat[row]) for source in ("crowd", "model"))
+    if crowd < 0 or model < 0:
+        return None
+    answers = tree.QUESTION_BY_NUMBER[number].answers
+    return number, answers[crowd].column, answers[model].column
+
+
 def confusion_ranges(number: int, crowd: int, model: int, confident: bool = False,
                      min_reach: float = LOW_REACH) -> list[Range]:
     """The Browse filter that shows one confusion cell's galaxies."""

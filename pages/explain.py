@@ -23,6 +23,15 @@ st.caption("Attribution maps over the pixels the model sees (its crop of the ima
            "per image.")
 
 tree_model = ctx.task.kind == "tree"
+if tree_model and st.session_state.get("_explain_galaxy") != gid:  # a galaxy newly opened here
+    st.session_state["_explain_galaxy"] = gid
+    disputed = catalog.disputed(table, row)
+    if disputed is not None:  # open on the question in dispute: the crowd's answer, then the model's
+        number, crowd_answer, model_answer = disputed
+        st.session_state.explain_q = number
+        st.session_state[f"explain_a0_q{number}"] = crowd_answer
+        if model_answer != crowd_answer:
+            st.session_state[f"explain_a1_q{number}"] = model_answer
 top = st.columns([3, 2, 2, 2] if tree_model else [2, 2], vertical_alignment="bottom")
 if tree_model:
     question = top[0].selectbox("Question", [q.number for q in tree.QUESTIONS], key="explain_q",

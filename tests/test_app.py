@@ -415,3 +415,13 @@ def test_the_galaxy_page_says_whether_the_model_trained_on_the_galaxy(app, dashb
     for gid, expected in ((ids[held][0], "held out"), (ids[~held][0], "in the training split")):
         at = show(app, GALAXY, galaxy=str(gid))
         assert f":{'green' if expected == 'held out' else 'orange'}-badge[{expected}]" in texts(at.markdown)
+
+
+def test_explain_opens_on_the_question_in_dispute(app):
+    at = show(app, GALAXY)
+    disputed = int(re.search(r"largest at Q(\d+)", texts(at.caption)).group(1))
+    at = show(at, EXPLAIN)
+    assert at.selectbox(key="explain_q").value == disputed
+    at.selectbox(key="explain_q").set_value(1 if disputed != 1 else 2).run()  # the visitor's choice stays
+    at = show(at, EXPLAIN)
+    assert at.selectbox(key="explain_q").value == (1 if disputed != 1 else 2)
