@@ -54,6 +54,7 @@ def _ask_in_process(path, counter):
     computed.once(path, _slow_count(counter, 1.0), computed.npy, computed.save_npy)
 
 
+@pytest.mark.slow
 def test_processes_sharing_a_folder_compute_once(tmp_path):
     path, counter = tmp_path / "x.npy", tmp_path / "count"
     ctx = multiprocessing.get_context("spawn")
@@ -71,6 +72,7 @@ def _hold_forever(path, counter):
     computed.once(path, _slow_count(counter, 600), computed.npy, computed.save_npy)
 
 
+@pytest.mark.slow
 def test_a_crashed_computer_is_taken_over(tmp_path):
     path, counter = tmp_path / "x.npy", tmp_path / "count"
     holder = multiprocessing.get_context("spawn").Process(target=_hold_forever, args=(path, counter))
@@ -109,6 +111,7 @@ def test_progress_says_what_is_left():
     assert computed.duration(70) == "1 min 10 s" and computed.duration(7300) == "2 h 1 min"
 
 
+@pytest.mark.slow
 def test_the_full_catalogue_reuses_the_held_out_part(dashboard_env, tmp_path, monkeypatch):
     model, ckpt = checkpoint.load(dashboard_env["GZ_CHECKPOINT"])
     galaxies = targets.open_for(dashboard_env["GZ_DATA"], targets.TREE)
@@ -124,6 +127,7 @@ def test_the_full_catalogue_reuses_the_held_out_part(dashboard_env, tmp_path, mo
     assert (table.GalaxyID.to_numpy() == galaxies.ids).all()
 
 
+@pytest.mark.slow
 def test_three_sessions_opening_browse_at_once_make_one_prediction_pass(dashboard_env, monkeypatch, tmp_path):
     monkeypatch.setenv("GZ_CACHE", str(tmp_path / "cold"))
     predicted = []
@@ -147,6 +151,7 @@ def test_three_sessions_opening_browse_at_once_make_one_prediction_pass(dashboar
     assert sum(predicted) == 96  # every galaxy once: one pass for the three sessions
 
 
+@pytest.mark.slow
 def test_browse_and_galaxy_preview_before_the_catalogue_is_ready(dashboard_env, monkeypatch, tmp_path):
     from gzcore.dashboard import state
     monkeypatch.setenv("GZ_CACHE", str(tmp_path / "cold"))
@@ -169,6 +174,7 @@ def test_browse_and_galaxy_preview_before_the_catalogue_is_ready(dashboard_env, 
         release.set()
 
 
+@pytest.mark.slow
 def test_gz_catalog_prepares_everything_the_dashboard_reads(dashboard_env, monkeypatch, tmp_path, capsys):
     from gzcore import cli
     monkeypatch.setenv("GZ_CACHE", str(tmp_path / "prepared"))
