@@ -38,6 +38,7 @@ METHODS: dict[str, dict] = {
     "occlusion": {"window": 8, "stride": 4, "batch_size": 32},          # slow: a pass per window
 }
 SIGNED = ("integrated_gradients", "occlusion")
+DEFAULT_METHOD = "integrated_gradients"  # what Explain shows first: signed (BENCHMARKS §5 says why)
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: the map is an array
