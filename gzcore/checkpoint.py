@@ -3,6 +3,7 @@ read with `torch.load(weights_only=True)` so that loading never runs code."""
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -104,7 +105,8 @@ def float_weights(state: dict, scales: dict) -> dict:
 
 
 def read(path) -> dict:
-    """The checkpoint dict, checked for format. Never executes code from the file."""
+    """The checkpoint dict, checked for format and for what rebuilds its model (`check`). Never
+    executes code from the file. Every error is one CheckpointError naming the file (and the key)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
@@ -113,18 +115,110 @@ def read(path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle/zip errors, or objects outside the safe set
-        first = (str(e).splitlines() or [""])[0][:200]
-        raise CheckpointError(f"{path}: not a readable gzcore checkpoint ({type(e).__name__}: {first})") from e
+        raise CheckpointError(f"{path}: {_unreadable(e)}") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a gzcore checkpoint (no '{FORMAT}' marker; a bare "
                               f"state_dict or another program's file?)")
-    if ckpt.get("format_version", 0) > FORMAT_VERSION:
+    version = ckpt.get("format_version", 0)
+    if not isinstance(version, int):
+        raise CheckpointError(f"{path}: its format_version {version!r} is not a number (an edited checkpoint?)")
+    if version > FORMAT_VERSION:
         raise CheckpointError(f"{path}: written by a newer gzcore ({ckpt.get('gzcore_version')}, "
                               f"format {ckpt['format_version']}); this is {__version__}")
+    check(path, ckpt)
     if ckpt["model_config"].get("head", "tree") == "tree" and ckpt.get("answers") != list(tree.COLUMNS):
         raise CheckpointError(f"{path}: its answers do not match the Galaxy Zoo 2 tree's 37 columns")
-    ckpt["model"] = float_weights(ckpt["model"], ckpt.pop("weight_scales", {}))
+    try:
+        ckpt["model"] = float_weights(ckpt["model"], ckpt.pop("weight_scales", None) or {})
+    except (AttributeError, TypeError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: its weight_scales do not fit its weights (an edited or damaged "
+                              f"checkpoint: {_shortened(' '.join(str(e).split()), 160)})") from e
     return ckpt
+
+
+REQUIRED = {"model_config": "what rebuilds its model", "preprocess": "how its crops are made",
+            "input_size": "its model's input side in pixels", "model": "its weights"}
+MAX_CROP = 512  # the largest stored crop side (px) a checkpoint may ask for: 0.8 MB per galaxy
+
+
+def check(path, ckpt: dict) -> None:
+    """CheckpointError naming `path` and the key when the checkpoint dict `ckpt` lacks what rebuilds
+    its model or holds values gzcore would not build from (an edited or damaged file): a missing
+    key, an unknown model name or option, a model too large to allocate (`models.check_config`),
+    a preprocessing key missing or unknown, sizes out of range, an unknown task."""
+    missing = [k for k in REQUIRED if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: it has no {missing[0]!r} ({REQUIRED[missing[0]]}); an edited or "
+                              f"damaged checkpoint")
+    try:
+        models.check_config(ckpt["model_config"])
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    pp, fields = ckpt["preprocess"], list(Preprocess.__dataclass_fields__)
+    if not isinstance(pp, dict):
+        raise CheckpointError(f"{path}: its preprocess is not a set of options (found {type(pp).__name__})")
+    gone = [k for k in fields if k not in pp]
+    if gone:
+        raise CheckpointError(f"{path}: its preprocess has no {gone[0]!r}; gzcore does not guess how the "
+                              f"model's crops were made ({', '.join(fields)} are needed)")
+    extra = [k for k in pp if k not in fields]
+    if extra:
+        raise CheckpointError(f"{path}: its preprocess has an unknown key {extra[0]!r} "
+                              f"({', '.join(fields)} are the ones gzcore reads)")
+    problem = _preprocess_problem(pp)
+    if problem:
+        raise CheckpointError(f"{path}: its preprocess {problem}")
+    size = ckpt["input_size"]
+    if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= pp["size"]:
+        raise CheckpointError(f"{path}: its input_size {size!r} is not a side in pixels from 8 to its "
+                              f"crops' {pp['size']}")
+    if not isinstance(ckpt["model"], dict) or not all(isinstance(v, torch.Tensor) for v in ckpt["model"].values()):
+        raise CheckpointError(f"{path}: its model is not a set of weight tensors")
+    try:
+        task = targets.of_checkpoint(ckpt)
+    except (TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{path}: its task is not one gzcore reads ({' '.join(str(e).split())})") from None
+    if task.kind not in targets.KINDS or not task.columns:
+        raise CheckpointError(f"{path}: its task {task.kind!r} with {len(task.columns)} output(s) is not one "
+                              f"gzcore reads ({', '.join(targets.KINDS)}, with at least one output)")
+
+
+def _preprocess_problem(pp: dict) -> str | None:
+    """What is wrong with a checkpoint's preprocessing values (its keys are Preprocess's), or None."""
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+    if pp["crop"] not in data.CROP_FIELDS:
+        return f"crop {pp['crop']!r} is not one gzcore makes ({', '.join(data.CROP_FIELDS)})"
+    if not isinstance(pp["size"], int) or isinstance(pp["size"], bool) or not 8 <= pp["size"] <= MAX_CROP:
+        return f"size {pp['size']!r} is not a crop side in pixels from 8 to {MAX_CROP}"
+    if not number(pp["crop_px"]) or not 0 < pp["crop_px"] <= 424:
+        return f"crop_px {pp['crop_px']!r} is not a side from 1 to 424 (in 424-px units)"
+    if not number(pp["roi_pad"]) or not 0 < pp["roi_pad"] <= 10:
+        return f"roi_pad {pp['roi_pad']!r} is not an enlargement from 0 to 10"
+    if not isinstance(pp["grayscale"], bool):
+        return f"grayscale {pp['grayscale']!r} is not true or false"
+    return None
+
+
+def _shortened(text: str, limit: int) -> str:
+    """`text`, or its first words up to `limit` characters and " …" (never a word cut in two)."""
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
+
+
+def _unreadable(e: Exception) -> str:
+    """Why torch.load could not read a file, as one whole sentence (torch's own messages run over
+    several lines, and a damaged pickle's can be a bare "KeyError: 101")."""
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(e)).split())
+    if "Weights only load failed" in text:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        what = f" ({found.group(1)})" if found else ""
+        return (f"not a readable gzcore checkpoint: it holds Python objects{what} or instructions beyond "
+                f"tensors and plain values, which gzcore never loads, since loading them could run code")
+    if "zip archive" in text or "central directory" in text:
+        return "not a readable gzcore checkpoint: the file is damaged or cut short (its zip archive is incomplete)"
+    first = _shortened(re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0], 160)
+    detail = f"{type(e).__name__}: {first}" if first else type(e).__name__
+    return f"not a readable gzcore checkpoint: the file is damaged or was not written by gzcore ({detail})"
 
 
 def load(path=None, expect_model: str | None = None) -> tuple[models.GalaxyModel, dict]:
@@ -135,11 +229,14 @@ def load(path=None, expect_model: str | None = None) -> tuple[models.GalaxyModel
     cfg = ckpt["model_config"]
     if expect_model and cfg.get("name") != expect_model:
         raise CheckpointError(f"{path}: holds a {cfg.get('name')!r} model, not {expect_model!r}")
-    model = models.build(**cfg)
+    try:
+        model = models.build(**cfg)
+    except (TypeError, ValueError) as e:  # `read` checked the config: whatever it let through
+        raise CheckpointError(f"{path}: its model_config does not build ({' '.join(str(e).split())})") from e
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:  # missing, unexpected or wrongly shaped tensors
-        detail = " ".join(str(e).split())[:300]
+        detail = _shortened(" ".join(str(e).split()), 300)
         raise CheckpointError(f"{path}: weights do not fit the {cfg.get('name')!r} model it names "
                               f"(written by another model or gzcore {ckpt.get('gzcore_version')}): "
                               f"{detail}") from e

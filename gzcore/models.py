@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 
 import torch
 from torch import nn
@@ -246,6 +247,91 @@ def folded(model: nn.Module) -> nn.Module:
     return model
 
 
+# The largest model `build` makes: 200 M parameters (0.8 GB of float32 weights, 8x resnet50). A
+# bigger one is an edited config or a typo (width 100000 would ask for terabytes), refused before
+# anything is allocated.
+MAX_PARAMETERS = 200_000_000
+MAX_IN_CHANNELS = 16    # image bands a model reads (1 grey, 3 colour)
+MAX_OUTPUTS = 10_000    # a regression head's outputs (targets, or a classifier's classes)
+
+
+def parameter_count(name: str, width: int | None = None, in_channels: int = 3) -> int:
+    """The backbone's parameters, counted on PyTorch's "meta" device: nothing is allocated."""
+    with torch.device("meta"):
+        backbone = BACKBONES[name](in_channels=in_channels, **({} if width is None else {"width": width}))
+    return sum(p.numel() for p in backbone.parameters())
+
+
+def check_size(name: str, width) -> None:
+    """ValueError when the backbone `name` cannot be built at `width`, or would be larger than
+    `MAX_PARAMETERS`; checked before anything is allocated."""
+    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+        raise ValueError(f"width {width!r} is not a whole number of channels (1 or more)")
+    if width <= 64:  # every family is far below the bound there (xresnet34: 85 M): no need to count
+        return
+    try:
+        count = parameter_count(name, width)
+    except (RuntimeError, ValueError) as e:  # too narrow for the architecture's layers
+        raise ValueError(f"model {name!r} cannot be built at width {width} ({' '.join(str(e).split())})") from e
+    if count > MAX_PARAMETERS:
+        raise ValueError(f"model {name!r} at width {width} would have {count:,} parameters "
+                         f"({count * 4 / 1e9:,.1f} GB of weights); gzcore builds at most "
+                         f"{MAX_PARAMETERS:,}: choose a smaller width")
+
+
+def _whole(value, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def check_config(config, where: str = "model_config") -> None:
+    """ValueError naming the key (`where` names the config, e.g. in a checkpoint) when `config`
+    is not one `build` makes: an unknown key or name, a value of the wrong kind, or a model too
+    large to allocate. Checkpoints are checked with it before their model is built."""
+    if not isinstance(config, dict):
+        raise ValueError(f"{where} is not a set of options (found {type(config).__name__})")
+    known = list(inspect.signature(build).parameters)
+    unknown = [k for k in config if k not in known]
+    if unknown:
+        raise ValueError(f"{where} has an unknown key {unknown[0]!r}; a model is built from "
+                         f"{', '.join(known)}")
+    name, head = config.get("name", "dieleman"), config.get("head", "tree")
+    if head not in HEADS:
+        raise ValueError(f"{where}: head {head!r} is not one gzcore builds ({', '.join(HEADS)})")
+    if name == "ensemble":
+        members = config.get("members")
+        if not isinstance(members, list) or not members:
+            raise ValueError(f"{where}: an ensemble needs a list of member configs under 'members'")
+        for i, member in enumerate(members):
+            check_config(member, f"{where}.members[{i}]")
+        return
+    if name not in BACKBONES:
+        raise ValueError(f"{where}: model name {name!r} is not one gzcore builds ({', '.join(BACKBONES)})")
+    if config.get("members") is not None:
+        raise ValueError(f"{where}: 'members' belongs to an ensemble, not to a {name!r} model")
+    in_channels = config.get("in_channels", 3)
+    if not _whole(in_channels, 1, MAX_IN_CHANNELS):
+        raise ValueError(f"{where}: in_channels {in_channels!r} is not a number of bands from 1 to "
+                         f"{MAX_IN_CHANNELS}")
+    if not _whole(config.get("n_outputs", 1), 1, MAX_OUTPUTS):
+        raise ValueError(f"{where}: n_outputs {config['n_outputs']!r} is not a number of outputs from 1 to "
+                         f"{MAX_OUTPUTS:,}")
+    for key in ("mean", "std"):
+        values = config.get(key)
+        if values is not None and (not isinstance(values, (list, tuple)) or len(values) != in_channels or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+                                   or (key == "std" and min(values) <= 0)):
+            raise ValueError(f"{where}: {key} {values!r} is not {in_channels} finite number(s), one per band"
+                             + (", each above 0" if key == "std" else ""))
+    width = config.get("width")
+    if width is not None:
+        if not has_width(name):
+            raise ValueError(f"{where}: model {name!r} has no width option, but width is {width!r}")
+        try:
+            check_size(name, width)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+
+
 def has_width(name: str) -> bool:
     """Whether the backbone family `name` takes a `width` option."""
     return name in BACKBONES and "width" in inspect.signature(BACKBONES[name]).parameters
@@ -270,6 +356,8 @@ def build(name: str = "dieleman", head: str = "tree", in_channels: int = 3, n_ou
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(BACKBONES)}")
     if width is not None and not has_width(name):
         raise ValueError(f"model {name!r} has no width option")
+    if width is not None:
+        check_size(name, width)  # before allocating: a width of 100000 would ask for terabytes
     options = {} if width is None else {"width": width}
     backbone = BACKBONES[name](in_channels=in_channels, **options)
     head_module = TreeHead(backbone.out_features) if head == "tree" else \

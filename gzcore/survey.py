@@ -85,19 +85,21 @@ def decoding(pool, galaxies: data.GalaxySet, pp: data.Preprocess, workers: int, 
     """Futures of the crops of `galaxies` (`data.decode_chunk` jobs, a few per worker): a shard
     decodes while the one before it is predicted."""
     chunk = len(galaxies) // (4 * workers) + 1
-    return [pool.submit(data.decode_chunk, (galaxies.paths[i:i + chunk], pp, skip_bad))
+    return [pool.submit(data.decode_chunk, (galaxies.paths[i:i + chunk], pp, skip_bad, True))
             for i in range(0, len(galaxies), chunk)]
 
 
 def predict_shard(model, ckpt: dict, galaxies: data.GalaxySet, decoded: list, *, tta: bool,
-                  uncertainty: bool, embedding: bool) -> tuple[pd.DataFrame, list[str]]:
-    """(the part's table, the images skipped) of one shard, from its `decoding` futures."""
+                  uncertainty: bool, embedding: bool) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """(the part's table, the images skipped, the images stretched or cut: `data.distortion`) of one
+    shard, from its `decoding` futures."""
     pp, task = checkpoint.preprocess_of(ckpt), targets.of_checkpoint(ckpt)
-    crops, bad = [], []
+    crops, bad, odd = [], [], []
     for future in decoded:
-        done, skipped = future.result()
+        done, skipped, noted = future.result()
         crops += done
         bad += skipped
+        odd += noted
     keep = [k for k, crop in enumerate(crops) if crop is not None]
     crops = np.stack([crops[k] for k in keep]) if keep else np.zeros((0, pp.size, pp.size, pp.channels), np.uint8)
     size, device = ckpt["input_size"], next(model.parameters()).device
@@ -109,7 +111,7 @@ def predict_shard(model, ckpt: dict, galaxies: data.GalaxySet, decoded: list, *,
         table[[f"{c} spread" for c in task.columns]] = task.decode_spread(spread)
     if embedding:
         table["embedding"] = list(neighbours.embed(model, crops, size, device=device))
-    return table, bad
+    return table, bad, odd
 
 
 def predict(model, ckpt: dict, ckpt_path, galaxies: data.GalaxySet, out, *, tta: bool = True,
@@ -117,9 +119,11 @@ def predict(model, ckpt: dict, ckpt_path, galaxies: data.GalaxySet, out, *, tta:
             shard: int = SHARD, workers: int | None = None, progress=None) -> dict:
     """Predict every galaxy into Parquet parts under `out` (see the module's docstring) with `model`
     on its device: this rank's shards only, skipping parts already written; each shard's images
-    decode in `workers` processes while the shard before is predicted. Returns {'rank', 'ranks',
-    'galaxies' (predicted here), 'parts' (written here), 'resumed' (parts found done), 'skipped'
-    (bad images)}."""
+    decode in `workers` processes while the shard before is predicted; they end with this process,
+    even one killed by SIGKILL (`data.die_with_parent`). A rank with no shard (more ranks than
+    shards) writes nothing and succeeds. Returns {'rank', 'ranks', 'galaxies' (predicted here),
+    'parts' (written here), 'resumed' (parts found done), 'skipped' (bad images)}; images too small
+    or too elongated for the crop are named in one `data.InputWarning`."""
     out = Path(out)
     rank, world = distributed.rank(), distributed.world()
     start(out, Job(checkpoint.digest(ckpt_path), len(galaxies), shard, tta, uncertainty, embedding))  # every rank: same job
@@ -132,14 +136,16 @@ def predict(model, ckpt: dict, ckpt_path, galaxies: data.GalaxySet, out, *, tta:
 
     def shard_of(s):
         return galaxies.subset(np.arange(s * shard, min((s + 1) * shard, len(galaxies))))
-    with ProcessPoolExecutor(workers) as pool:
+    odd = []
+    with ProcessPoolExecutor(workers, initializer=data.die_with_parent, initargs=(os.getpid(),)) as pool:
         upcoming = decoding(pool, shard_of(todo[0]), pp, workers, skip_bad) if todo else []
         for done, s in enumerate(todo, 1):
             decoded = upcoming
             if done < len(todo):
                 upcoming = decoding(pool, shard_of(todo[done]), pp, workers, skip_bad)
-            table, bad = predict_shard(model, ckpt, shard_of(s), decoded, tta=tta, uncertainty=uncertainty,
-                                       embedding=embedding)
+            table, bad, noted = predict_shard(model, ckpt, shard_of(s), decoded, tta=tta,
+                                              uncertainty=uncertainty, embedding=embedding)
+            odd += noted
             path = part_path(out, s)
             with atomic.write(path) as f:
                 table.to_parquet(f, index=False)
@@ -148,8 +154,11 @@ def predict(model, ckpt: dict, ckpt_path, galaxies: data.GalaxySet, out, *, tta:
             report["skipped"] += bad
             if progress:
                 progress(done, len(todo))
+    if odd:
+        data.warn(data.stretched_warning(odd))
+    distributed.barrier()  # every rank's parts written: a rank without shards judges them too
     nothing = not any(pq.read_metadata(part).num_rows for part in out.glob("part-*.parquet"))
-    distributed.barrier()
+    distributed.barrier()  # every rank has looked before any part is removed
     if nothing:  # every image skipped: no empty result that a rerun would take as done
         if rank == 0:
             for part in [*out.glob("part-*.parquet"), out / JOB_FILE]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import augment, checkpoint, data, distill, distributed, evaluate, models, targets, threads
+from . import atomic, augment, checkpoint, data, distill, distributed, evaluate, models, targets, threads
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,8 @@ class TrainConfig:
                              f"{', '.join(augment.POLICIES)}")
         if self.width is not None and not models.has_width(self.model):
             raise ValueError(f"model {self.model!r} has no width option (dieleman and xresnet do)")
+        if self.width is not None:
+            models.check_size(self.model, self.width)  # before anything is allocated
         if bool(self.labels) != bool(self.targets):
             raise ValueError("a labels CSV (--labels) and its target columns (--target) go together")
         if self.teacher and (self.labels or self.init):
@@ -522,9 +524,13 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
 
     Under torchrun (`gzcore.distributed`) every rank trains on its share of each epoch's batches
     with DistributedDataParallel; rank 0 reports, and writes the (ordinary) checkpoint.
+    `out` is locked for the run (`atomic.held`): a second run onto it fails at once (`atomic.Busy`,
+    naming the first one's pid) instead of both writing it.
     """
     cfg = with_teacher(with_init(cfg))
-    with torch_threads(cfg.threads):
+    writer = atomic.held(out, "a training run") if out is not None and distributed.rank() == 0 \
+        else contextlib.nullcontext()
+    with writer, torch_threads(cfg.threads):
         started = time.time()
         setup = Setup.choose(cfg.device, cfg.precision)
         setup.device = distributed.device_for(setup.device)
@@ -680,7 +686,8 @@ def lr_find(data_dir, cfg: TrainConfig = TrainConfig(), start: float = 1e-5, end
             steps: int = 80, cache_dir=None, prepared: Prepared | None = None) -> dict:
     """Leslie Smith's range test: raise the LR exponentially for `steps` batches (the training step
     of `fit`, augmentation and precision included) and record the smoothed loss. Suggests the LR of
-    steepest descent. Returns {'lrs', 'losses', 'suggestion'} and `Setup.describe`'s keys.
+    steepest descent. Returns {'lrs', 'losses', 'suggestion', 'skipped' (bad inputs left out)} and
+    `Setup.describe`'s keys.
     `cfg.compile` is left to `fit`: a range test is too short for compiling to pay."""
     cfg = with_teacher(with_init(cfg))
     with torch_threads(cfg.threads):
@@ -711,4 +718,4 @@ def lr_find(data_dir, cfg: TrainConfig = TrainConfig(), start: float = 1e-5, end
         ran_on = setup.describe()
     grads = np.gradient(np.log(np.maximum(losses, 1e-12)), np.log(lrs))
     k = int(np.argmin(grads[: int(np.argmin(losses)) + 1]))
-    return {"lrs": lrs, "losses": losses, "suggestion": float(lrs[k]), **ran_on}
+    return {"lrs": lrs, "losses": losses, "suggestion": float(lrs[k]), "skipped": prep.skipped, **ran_on}
