@@ -18,18 +18,25 @@ size, each method with its default options (`explain.METHODS`), median wall time
 The methods that push many images through the model (smoothgrad, integrated gradients, occlusion)
 cost that many forward/backward passes.
 
-Trust (`gzcore.explain_checks.survey`): the shipped model's held-out galaxies of the labelled folder
-(its own split), sorted by GalaxyID, the first N per method (`TRUST_GALAXIES`: fewer for occlusion,
-the slowest); each explains the model's top answer to Q1 (conditional). Spearman: rank correlation of
-|map| with the original's after cascading randomisation of half the layers (head first) and of all;
-deletion: area under the explained answer as the most-attributed pixels are replaced by the image's
-mean (0-100 % in 20 steps), beside the mean of 3 random orders; "beats random": the share of
-galaxies whose map's area is the smaller; seconds: both checks of one map (a galaxy's first method
-also draws its random baseline). Mean ± sd over the galaxies. Slow: about 15 minutes on 2 idle CPU cores."""
+Trust (`gzcore.explain_checks.survey`, the checks `gz explain-check` runs): the shipped model's first
+100 held-out galaxies of the labelled folder by GalaxyID (its own validation split; never trained
+on), each method explaining the model's top answer to Q1 (conditional). Removal: the share of
+galaxies on which the map's order beats the mean of 3 random orders, for deletion and insertion
+(blurred copy, sigma 5/224 of the side; 0-100 % in 20 steps) and ROAD (noisy linear imputation,
+0-90 %; most- and least-relevant first), at pixel and at 4x4-patch level. Randomisation: the mean
+over the galaxies of the Spearman correlation of the map with the original's once every layer is
+re-initialised (as drawn: signed for signed methods; and of |map|), and SSIM of |map|. Passes: the
+share of galaxies on which the map beats random in all eight removal tests and its correlation as
+drawn is below 0.2 in size. Positive control: the shipped model on galaxies of synthetic universe
+2026 with a strong bar or arms (face-on within 50 degrees) that it finds (answer >= 0.5); the
+share of the map's positive attribution inside the feature's mask (the fewest pixels holding 80 %
+of the feature's rendered light) against a random map's share (the mask's area), and the share of
+galaxies on which it is the larger (passing: >= 80 %). "IG, black baseline" is integrated gradients
+as Explain showed it before issue 25, for comparison. Slow: about 40 minutes on 2 idle CPU cores."""
 
-# galaxies per method in the trust survey (full run, quick run): what 2 shared CPU cores allow
-TRUST_GALAXIES = {"saliency": (100, 2), "gradcam": (100, 2), "smoothgrad": (100, 1),
-                  "integrated_gradients": (100, 1), "occlusion": (20, 1)}
+TRUST_GALAXIES = (100, 2)  # held-out galaxies in the trust survey (full run, quick run)
+CONTROL_GALAXIES = (20, 2)  # synthetic galaxies per feature in the positive control
+VARIANTS = {"IG, black baseline": ("integrated_gradients", {"baseline": "black"})}  # levers, measured beside
 
 
 def run(ctx: Context) -> list[Row]:
@@ -44,35 +51,49 @@ def run(ctx: Context) -> list[Row]:
     rows = []
     for method in explain.METHODS:
         ms = median_ms(lambda: explain.explain(model, image, 1, method=method), ctx.pick(5, 1), warmup=1)
-        fast = method in ("saliency", "gradcam")  # the Explain page's default views
-        rows.append(Row(f"{method} ({ctx.model_note}, {size} px, question 1)", ms, "ms",
-                        goal="≤ 50 ms" if fast else "", met=ms <= 50 if fast else None))
+        goal = 500 if method == explain.DEFAULT_METHOD else 50 if method in ("saliency", "gradcam") else None
+        rows.append(Row(f"{method} ({ctx.model_note}, {size} px, question 1)", ms, "ms",  # computed unasked
+                        goal=f"≤ {goal} ms" if goal else "", met=ms <= goal if goal else None))
     return rows + trust(ctx)
 
 
 def trust(ctx: Context) -> list[Row]:
-    """The sanity checks' summary per method over the model's first held-out galaxies by GalaxyID."""
-    from gzcore import explain, explain_checks
+    """The checks' summary per method over the model's first held-out galaxies by GalaxyID, and the
+    positive control."""
+    from gzcore import data, explain, explain_checks
     model, ckpt = checkpoint.load(ctx.checkpoint)
     held = checkpoint.data_for(ckpt, ctx.data, cache_dir=ctx.cache)
-    order = held.val_idx[np.argsort(held.galaxies.ids[held.val_idx], kind="stable")]
-    counts = {method: ctx.pick(*n) for method, n in TRUST_GALAXIES.items()}
+    order = held.val_idx[np.argsort(held.galaxies.ids[held.val_idx], kind="stable")][:ctx.pick(*TRUST_GALAXIES)]
+    images = [explain.model_input(held.crops[i], ckpt["input_size"]) for i in order]
+    runs = {m: (m, {}) for m in explain.METHODS} | VARIANTS
     found = []
-    for i, row in enumerate(order[:max(counts.values())]):  # galaxy by galaxy: one random baseline each
-        image = explain.model_input(held.crops[row], ckpt["input_size"])
-        one = explain_checks.survey(model, [image], [m for m, n in counts.items() if i < n])
-        found.append(one.assign(image=i, galaxy=int(held.galaxies.ids[row])))
-        print(one.assign(galaxy=int(held.galaxies.ids[row])).to_string(header=i == 0, index=False),
-              file=sys.stderr, flush=True)
+    for name, (method, options) in runs.items():
+        one = explain_checks.survey(model, images, [method], options={method: options})
+        found.append(one.assign(method=name))
+        print(f"{name}: {one.passes.mean():.0%} pass", file=sys.stderr, flush=True)
+    summary = explain_checks.summary(pd.concat(found))
+    pp, n_control = data.Preprocess(**ckpt["preprocess"]), ctx.pick(*CONTROL_GALAXIES)
     rows = []
-    for method, s in explain_checks.summary(pd.concat(found)).iterrows():
-        what = f"{method}, {counts[method]} held-out galaxies, top Q1 answer"
-        rows += [Row(f"{what}: Spearman, half the layers randomised",
-                     f"{s['spearman_middle mean']:.2f} ± {s['spearman_middle sd']:.2f}"),
-                 Row(f"{what}: Spearman, every layer randomised",
-                     f"{s['spearman_full mean']:.2f} ± {s['spearman_full sd']:.2f}"),
-                 Row(f"{what}: deletion area, map (reference: random)", f"{s['auc mean']:.3f} ± {s['auc sd']:.3f}",
-                     reference=f"{s['random_auc mean']:.3f} ± {s['random_auc sd']:.3f}"),
-                 Row(f"{what}: galaxies where the map beats random", f"{s.beats_random:.0%}"),
-                 Row(f"{what}: seconds per galaxy (both checks)", f"{s['seconds mean']:.1f}")]
+    for name, s in summary.iterrows():
+        what = f"{name}, {len(images)} held-out galaxies, top Q1 answer"
+        default = name == explain.DEFAULT_METHOD
+        for level in explain_checks.LEVELS:
+            rows.append(Row(f"{what}: beats random, {level} level: deletion / insertion / ROAD MoRF / ROAD LeRF",
+                            " / ".join(f"{s[f'{t}_{level}_beats']:.0%}" for t in explain_checks.TESTS)))
+        rows += [Row(f"{what}: Spearman once fully randomised, as drawn (|map|), and SSIM of |map|",
+                     f"{s['spearman_as_drawn_full mean']:.2f} ({s['spearman_full mean']:.2f}), "
+                     f"SSIM {s['ssim_full mean']:.2f}"),
+                 Row(f"{what}: passes every check", f"{s.passes:.0%}", goal="≥ 80 %" if default else "",
+                     met=s.passes >= 0.8 if default else None),
+                 Row(f"{what}: seconds per galaxy (every check)", f"{s['seconds mean']:.1f}")]
+        method, options = runs[name]
+        for feature in explain_checks.CONTROLS:
+            c = explain_checks.positive_control(model, pp, ckpt["input_size"], feature, n_control, method, **options)
+            if not len(c):
+                rows.append(Row(f"{name}: positive control, {feature}: the model finds none", "—"))
+                continue
+            rows.append(Row(f"{name}: positive control, {len(c)} synthetic galaxies with a {feature}: share of the "
+                            f"map on it (reference: a random map's), galaxies where it is larger",
+                            f"{c.share.mean():.2f}, {c.beats.mean():.0%}", reference=f"{c.random_share.mean():.2f}",
+                            goal="≥ 80 %" if default else "", met=c.beats.mean() >= 0.8 if default else None))
     return rows

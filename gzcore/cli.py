@@ -13,17 +13,20 @@ Stable contract (scripts call it):
   gz predict --data DIR|IMAGE [--checkpoint CKPT] [--uncertainty] --out FILE.csv
   gz atlas --data DIR [--checkpoint CKPT] [--method umap|pca] --out FILE.csv
   gz oddballs --data DIR [--checkpoint CKPT] [--top N] --out FILE.csv
-  gz explain-check --data DIR [--checkpoint CKPT] (--galaxy ID | --held-out N) [--method M ...]
+  gz explain-check --data DIR [--checkpoint CKPT] (--galaxy ID | --held-out N) [--method M ...] [--json]
   gz serve --processes N [--port 8501] [--data DIR] [--checkpoint CKPT] [--public] [--base-url-path /gz]
 Without --checkpoint the shipped default model (checkpoints/default.pt) is used.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
+import json
 import os
 import sys
 import tempfile
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -63,14 +66,18 @@ def _table(rows: list[tuple], headers: tuple) -> str:
 def _check_out(path: Path, folder: bool = False) -> None:
     """Fail before any work when the output `path` (a file, or a `folder`) cannot be written: its
     folder is made if missing, and a small file is written, synced and removed there (a full disk
-    or a folder without write permission fails here, not after a run). An OSError naming `path`."""
+    or a folder without write permission fails here, not after a run). A `path` that is a device, a
+    named pipe or a link to one is refused too. An OSError naming `path`."""
     where = path if folder else path.parent
 
     def refuse(code, reason):
         return OSError(code, f"cannot write there ({reason}); choose another --out", str(path))
     if path.exists() and path.is_dir() != folder:
         raise refuse(*((errno.EISDIR, "a folder, not a file") if path.is_dir() else
-                       (errno.ENOTDIR, "a file, not a folder")))
+                       (errno.ENOTDIR, "a file, not a folder") if path.is_file() else
+                       (errno.ENOTDIR, "not a folder")))
+    if not folder:
+        atomic.refuse_special(path)  # a device, a named pipe: never replaced by the rename
     above = next(p for p in (where, *where.parents) if p.exists())
     if not above.is_dir():
         raise refuse(errno.ENOTDIR, f"{above} is a file, not a folder")
@@ -143,8 +150,22 @@ def cmd_distill(args):
 
 
 def _run_training(args, cfg: train.TrainConfig):
-    """`gz train` and `gz distill`: fit with progress bars, then print the run's summary."""
+    """`gz train` and `gz distill`: fit with progress bars, then print the run's summary. The
+    checkpoint is locked for the run (`atomic.held`: a second run onto it fails at once, naming the
+    first one's pid), and an existing one is replaced only with --overwrite (or continued, --resume)."""
     _check_out(args.out)
+    if args.resume and args.overwrite:
+        sys.exit(f"gz {args.command}: error: --resume continues the run of --out, --overwrite starts "
+                 f"one afresh: choose one")
+    rank0 = distributed.rank() == 0  # under torchrun, rank 0 writes the checkpoint
+    with atomic.held(args.out, "a training run") if rank0 else contextlib.nullcontext():
+        if args.out.exists() and not (args.resume or args.overwrite):
+            raise OSError(errno.EEXIST, "a checkpoint is there already; pass --resume to continue its run, "
+                          "or --overwrite to replace it", str(args.out))
+        _fit_and_report(args, cfg)
+
+
+def _fit_and_report(args, cfg: train.TrainConfig):
     bars: dict = {}
 
     def callback(event, info):
@@ -186,8 +207,7 @@ def _run_training(args, cfg: train.TrainConfig):
     if "val_accuracy" in result:
         rows.append(("val accuracy", result["val_accuracy"]))
     print(_table(rows, ("", "")))
-    if result["skipped"]:
-        print(f"skipped {len(result['skipped'])} bad input(s), e.g. {result['skipped'][0]}")
+    _skipped(result["skipped"])
     print(f"checkpoint: {args.out}")
 
 
@@ -241,28 +261,41 @@ def cmd_evaluate(args):
     galaxies, val_idx = held.galaxies, held.val_idx
     if args.all:
         val_idx = np.arange(len(galaxies))
+    which = "all labelled galaxies" if args.all else "the validation split"
+    labels = task.comparable(galaxies.labels)
+    if np.isnan(labels[val_idx]).all():  # nothing to score: no RMSE beside "0 galaxies"
+        source = args.labels or Path(args.data) / data.LABELS_FILE
+        raise data.DataError(f"{source}: no galaxy of {which} ({len(val_idx)}) has these labels"
+                             + ("" if args.all else "; --all scores every labelled galaxy"))
     raw = evaluate.predict(model, held.crops, ckpt["input_size"], index=val_idx, tta=not args.no_tta,
                            device=INFERENCE.device, progress=_Bar("predicting"))
-    pred, labels = task.decode(raw), task.comparable(galaxies.labels)
+    pred = task.decode(raw)
     truth = labels[val_idx]
     s = evaluate.scores(pred, truth, task.columns)
     base = evaluate.baselines(held.crops, labels, held.train_idx, val_idx, task)
-    which = "all labelled galaxies" if args.all else "the validation split"
     print(f"{len(val_idx)} galaxies ({which}), model {ckpt['model_config']['name']}"
           f"{' with 8-view TTA' if not args.no_tta else ''} ({_ran_on(INFERENCE.describe())})\n")
     rows = [("model", s["rmse"])] + [(f"baseline: {k}", v) for k, v in base.items()]
     print(_table(rows, ("predictor", task.unit_name)) + "\n")
     if task.kind == "tree":
-        print(_table([(q.label, s["per_question"][q.number], s["question_labelled"][q.number])
+        counts = {q.label: s["question_labelled"][q.number] for q in tree.QUESTIONS}
+        print(_table([(q.label, s["per_question"][q.number] if counts[q.label] else "—", counts[q.label])
                       for q in tree.QUESTIONS], ("question", "RMSE", "galaxies labelled")))
     elif task.kind == "regression":
-        print(_table([(c, s["per_answer"][c], s["labelled"][c]) for c in task.columns],
+        counts = {c: s["labelled"][c] for c in task.columns}
+        print(_table([(c, s["per_answer"][c] if counts[c] else "—", counts[c]) for c in task.columns],
                      ("target", "RMSE", "galaxies labelled")))
     else:
         classes = galaxies.labels[val_idx, 0]
         majority, share = evaluate.majority_class(galaxies.labels[held.train_idx, 0], classes)
         print(_table([("model", evaluate.accuracy(pred, classes)),
                       (f"baseline: always {task.columns[majority]}", share)], ("predictor", "accuracy")))
+        counts = {}
+    unscored = [name for name, n in counts.items() if not n]
+    if unscored:
+        print(f"\n—: no galaxy has the labels of {', '.join(unscored)} (every answer of it known), so "
+              f"{'it is' if len(unscored) == 1 else 'they are'} not scored")
+    _skipped(galaxies)
     if args.out:
         table = evaluate.predictions_table(galaxies.ids[val_idx], pred, truth, task.columns,
                                            "GalaxyID" if task.kind == "tree" else "id")
@@ -302,6 +335,8 @@ def cmd_predict(args):
     if single and args.out.suffix == ".parquet":
         sys.exit(f"gz predict: error: {args.data} is one image: write CSV (--out NAME.csv)")
     _check_out(args.out, folder=args.out.suffix == ".parquet")
+    if not args.data.exists():
+        raise data.DataError(f"{args.data}: no such folder, image or list of images")
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
@@ -331,8 +366,7 @@ def cmd_predict(args):
         print(_answers(task, task.decode(raw)[0], None if spread is None else spread[0]) + "\n")
     print(f"wrote predictions for {len(galaxies)} galaxies to {args.out} "
           f"({_ran_on(INFERENCE.describe())})")
-    if galaxies.skipped:
-        print(f"skipped {len(galaxies.skipped)} bad input(s):", *galaxies.skipped[:10], sep="\n  ")
+    _skipped(galaxies)
 
 
 def _answers(task: targets.Task, pred: np.ndarray, spread: np.ndarray | None) -> str:
@@ -385,9 +419,13 @@ def _subject(args, what: str = "the dashboard's"):
     return model, computed.Subject(kept, ckpt, Path(path), data.default_cache_dir()), crops
 
 
-def _skipped(galaxies) -> None:
-    if galaxies.skipped:
-        print(f"skipped {len(galaxies.skipped)} bad input(s):", *galaxies.skipped[:10], sep="\n  ")
+def _skipped(galaxies, most: int = 20) -> None:
+    """What --skip-bad left out (a GalaxySet's `skipped`, or the list), one per line: every command
+    that takes --skip-bad ends with it."""
+    skipped = list(getattr(galaxies, "skipped", galaxies))
+    if skipped:
+        more = [f"… and {len(skipped) - most} more"] if len(skipped) > most else []
+        print(f"skipped {len(skipped)} bad input(s):", *skipped[:most], *more, sep="\n  ")
 
 
 def cmd_atlas(args):
@@ -450,10 +488,14 @@ def cmd_catalog(args):
 
 def cmd_explain_check(args):
     from . import explain, explain_checks
-    unknown = [m for m in args.method if m not in explain.METHODS]
+    methods = list(explain.METHODS) if args.method == ["all"] else args.method or [explain.DEFAULT_METHOD]
+    unknown = [m for m in methods if m not in explain.METHODS]
     if unknown:
         sys.exit(f"gz explain-check: error: unknown method(s) {', '.join(unknown)}; choose from "
-                 f"{', '.join(explain.METHODS)}")
+                 f"{', '.join(explain.METHODS)} (or all)")
+    if args.held_out is not None and args.held_out < 1:
+        sys.exit(f"gz explain-check: error: --held-out {args.held_out}: give the number of held-out galaxies "
+                 f"to check, 1 or more")
     model, ckpt = checkpoint.load(args.checkpoint)
     if targets.of_checkpoint(ckpt).kind != "tree":
         sys.exit(f"gz explain-check: error: {args.checkpoint} predicts "
@@ -465,35 +507,101 @@ def cmd_explain_check(args):
         if not len(rows):
             raise data.DataError(f"{args.data}: no galaxy {args.galaxy}")
         image = explain.model_input(held.crops[rows[0]], ckpt["input_size"])
-        for method in args.method:
+        found = {}
+        for method in methods:
             try:
-                c = explain_checks.check(model, image, args.question, args.answer, method, not args.weighted,
-                                         progress=_Bar(f"{method}: maps", "map"))
+                found[method] = explain_checks.check(model, image, args.question, args.answer, method,
+                                                     not args.weighted, progress=_Bar(f"{method}: maps", "map"))
             except ValueError as e:  # a question or answer that does not exist: the message names the choices
                 sys.exit(f"gz explain-check: error: {e}")
-            r, d = c.randomisation, c.deletion
-            print(f"\n{method}, galaxy {args.galaxy}, {c.attribution.answer} ({c.seconds:.1f} s)\n{c.verdict()}\n")
-            print(_table([(name, float(s)) for name, s in zip(("none", *r.layers), r.spearman)],
-                         ("randomised down to", "Spearman |map|")) + "\n")
-            print(_table([(f"{f:.0%}", float(a), float(b)) for f, a, b in zip(d.fractions, d.attributed, d.random)]
-                         + [("area", d.auc, d.random_auc)], ("pixels replaced", "map's order", "random")))
+        _print_galaxy_checks(args, found)
         return
+    if not len(held.val_idx):
+        sys.exit(f"gz explain-check: error: {args.checkpoint or checkpoint.DEFAULT_NAME} has no held-out galaxies "
+                 f"in {args.data} (none of its validation split is there)")
     held_out = held.val_idx[np.argsort(ids[held.val_idx], kind="stable")][:args.held_out]
     images = [explain.model_input(held.crops[i], ckpt["input_size"]) for i in held_out]
-    found = explain_checks.survey(model, images, args.method, args.question, progress=_Bar("galaxies", "galaxy"))
-    s = explain_checks.summary(found)
-    print(f"{len(images)} held-out galaxies (by GalaxyID), the model's top answer to Q{args.question}\n")
-    print(_table([(m, f"{r['spearman_middle mean']:.2f} ± {r['spearman_middle sd']:.2f}",
-                   f"{r['spearman_full mean']:.2f} ± {r['spearman_full sd']:.2f}", r["auc mean"], r["random_auc mean"],
-                   f"{r.beats_random:.0%}") for m, r in s.iterrows()],
-                 ("method", "Spearman, half randomised", "all randomised", "deletion area", "random's",
-                  "beats random")))
+    rows = explain_checks.survey(model, images, methods, args.question, progress=_Bar("galaxies", "galaxy"))
+    controls = {m: {f: explain_checks.positive_control(model, data.Preprocess(**ckpt["preprocess"]),
+                                                       ckpt["input_size"], f, args.control, m,
+                                                       progress=_Bar(f"{m}: {f} control", "galaxy"))
+                    for f in explain_checks.CONTROLS} for m in methods} if args.control else {}
+    report = _explain_report(rows, controls, len(images), args.question)
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return
+    print(f"{len(images)} held-out galaxies (the checkpoint's validation split, by GalaxyID), the model's top "
+          f"answer to Q{args.question}; default method: {explain.DEFAULT_METHOD}\n")
+    checks = [*(f"{t}_{level}" for level in explain_checks.LEVELS for t in explain_checks.TESTS), "randomisation"]
+    lines = [(f"beats random: {explain_checks.TEST_NAMES[c.rsplit('_', 1)[0]]}, {c.rsplit('_', 1)[1]} level"
+              if c != "randomisation" else f"randomisation: |Spearman| < {explain_checks.RANDOMISED_BELOW} as drawn",
+              *(f"{report[m]['checks'][c]:.0%}" for m in methods)) for c in checks]
+    lines += [("Spearman, all randomised: as drawn", *(f"{report[m]['randomisation']['spearman_as_drawn']:.2f}" for m in methods)),
+              ("Spearman, all randomised: |map|", *(f"{report[m]['randomisation']['spearman_abs']:.2f}" for m in methods)),
+              ("SSIM of |map|, all randomised", *(f"{report[m]['randomisation']['ssim_abs']:.2f}" for m in methods)),
+              ("PASSES every check", *(f"{report[m]['passes']:.0%}" for m in methods))]
+    lines += [(f"positive control, {f}: share on the feature (random's)",
+               *(f"{report[m]['positive_control'][f]['share']:.2f} ({report[m]['positive_control'][f]['random_share']:.2f}), "
+                 f"{report[m]['positive_control'][f]['galaxies']} galaxies" if report[m]["positive_control"][f]["galaxies"]
+                 else "the model finds none" for m in methods)) for f in (explain_checks.CONTROLS if controls else [])]
+    print(_table(lines, ("check (share of galaxies)", *methods)))
+
+
+def _explain_report(rows, controls: dict, galaxies: int, question: int) -> dict:
+    """`gz explain-check --held-out`'s figures as one JSON-ready dict: "default", then per method its
+    "passes" (the share of galaxies passing every check), each check's share, the randomisation figures
+    and the positive control."""
+    from . import explain, explain_checks
+    s = explain_checks.summary(rows)
+    report = {"default": explain.DEFAULT_METHOD, "galaxies": galaxies, "galaxies_are": "held out",
+              "question": question}
+    for method, r in s.iterrows():
+        report[method] = {
+            "passes": float(r.passes),
+            "checks": {**{f"{t}_{level}": float(r[f"{t}_{level}_beats"]) for level in explain_checks.LEVELS
+                          for t in explain_checks.TESTS}, "randomisation": float(r.randomisation_passes)},
+            "randomisation": {"spearman_as_drawn": float(r["spearman_as_drawn_full mean"]),
+                              "spearman_abs": float(r["spearman_full mean"]),
+                              "spearman_signed": float(r["spearman_signed_full mean"]),
+                              "ssim_abs": float(r["ssim_full mean"]),
+                              "spearman_abs_half": float(r["spearman_middle mean"])},
+            "seconds_per_galaxy": float(r["seconds mean"])}
+        if method in controls:
+            report[method]["positive_control"] = {
+                f: {"galaxies": len(c), "share": float(c.share.mean()) if len(c) else None,
+                    "random_share": float(c.random_share.mean()) if len(c) else None,
+                    "beats": float(c.beats.mean()) if len(c) else None,
+                    "passes": bool(len(c) and c.beats.mean() >= explain_checks.CONTROL_BEATS)}
+                for f, c in controls[method].items()}
+    return report
+
+
+def _print_galaxy_checks(args, found: dict) -> None:
+    """`gz explain-check --galaxy`: each method's checks step by step, or one JSON object."""
+    from . import explain
+    if args.json:
+        print(json.dumps({"default": explain.DEFAULT_METHOD, "galaxy": args.galaxy, **{
+            m: {"answer": c.attribution.answer, "passes": c.passes, "failures": c.failures,
+                "curves": {f"{k.test}_{k.level}": {"area": k.area, "random_area": k.random_area,
+                                                   "beats_random": k.beats_random} for k in c.curves},
+                "randomisation": {"spearman_abs": c.randomisation.full, "spearman_signed": c.randomisation.full_signed,
+                                  "ssim_abs": c.randomisation.full_ssim}} for m, c in found.items()}}, indent=1))
+        return
+    for method, c in found.items():
+        r = c.randomisation
+        print(f"\n{method}, galaxy {args.galaxy}, {c.attribution.answer} ({c.seconds:.1f} s)\n{c.verdict()}\n")
+        print(_table([(f"{depth:.0%} ({name})", float(a), float(sg), float(ss)) for depth, name, a, sg, ss in
+                      zip(r.depth, ("none", *r.layers), r.spearman_abs, r.spearman_signed, r.ssim)],
+                     ("randomised, head to input", "Spearman |map|", "signed", "SSIM |map|")) + "\n")
+        print(_table([(k.name, k.area, k.random_area, "yes" if k.beats_random else "NO") for k in c.curves],
+                     ("removal test", "area, map's order", "random orders'", "beats random")))
 
 
 def cmd_lr_find(args):
     found = train.lr_find(args.data, _train_config(args, "lr-find"))
     print(f"suggested peak learning rate: {found['suggestion']:.2e}  (use with gz train --lr; "
           f"{len(found['lrs'])} batches, {_ran_on(found)})")
+    _skipped(found["skipped"])
 
 
 def add_data_options(sp: argparse.ArgumentParser, with_checkpoint: bool = False) -> None:
@@ -613,6 +721,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue a stopped or killed run from its "
                    "last finished epoch (kept beside --out as NAME.pt.resume until the run ends), as if "
                    "never stopped; or, without that file, from --out")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing --out (without it, or "
+                   "--resume, an existing checkpoint is never written over)")
     t.set_defaults(func=cmd_train)
 
     en = sub.add_parser("ensemble", help="average trained checkpoints into one, scored on their "
@@ -686,6 +796,8 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--out", required=True, type=Path, help="student checkpoint to write (.pt)")
     d.add_argument("--resume", action="store_true", help="continue a stopped or killed run, as gz "
                    "train --resume does")
+    d.add_argument("--overwrite", action="store_true", help="replace an existing --out, as gz train "
+                   "--overwrite does")
     d.set_defaults(func=cmd_distill)
 
     at = sub.add_parser("atlas", help="write a 2-D map of the model's embedding of every galaxy "
@@ -719,8 +831,8 @@ def parser() -> argparse.ArgumentParser:
     od.add_argument("--out", required=True, type=Path, help="CSV to write: GalaxyID,score,rank")
     od.set_defaults(func=cmd_oddballs)
 
-    ec = sub.add_parser("explain-check", help="can an attribution map be trusted? model randomisation "
-                        "and deletion checks for one galaxy, or their summary over held-out galaxies")
+    ec = sub.add_parser("explain-check", help="can an attribution map be trusted? removal (deletion, insertion, "
+                        "ROAD), model randomisation and a positive control, for one galaxy or over held-out galaxies")
     ec.add_argument("--data", required=True, type=Path, help="Kaggle-layout folder or folder of images")
     ec.add_argument("--checkpoint", type=Path, default=None,
                     help=f"model file (default: the shipped {checkpoint.DEFAULT_NAME})")
@@ -728,12 +840,17 @@ def parser() -> argparse.ArgumentParser:
     which.add_argument("--galaxy", type=int, help="check this GalaxyID's maps, step by step")
     which.add_argument("--held-out", type=int, metavar="N", help="summarise the checks over the checkpoint's "
                        "first N held-out galaxies by GalaxyID (each its top answer to --question)")
-    ec.add_argument("--method", nargs="+", default=["saliency"], help="attribution method(s): saliency "
-                    "(default), gradcam, smoothgrad, integrated_gradients, occlusion")
+    ec.add_argument("--method", nargs="+", default=None, help="attribution method(s), or all: saliency, gradcam, "
+                    "smoothgrad, integrated_gradients, occlusion (default: the one Explain shows first)")
     ec.add_argument("--question", type=int, default=1, help="the tree's question (default 1)")
     ec.add_argument("--answer", default=None, help="with --galaxy: the answer's column, e.g. Class1.2 "
                     "(default: the model's top answer)")
     ec.add_argument("--weighted", action="store_true", help="explain the weighted answer, not P(answer | asked)")
+    ec.add_argument("--control", type=int, default=20, metavar="N", help="with --held-out: positive control on N "
+                    "synthetic galaxies per feature (bar, arms) that the model finds (default 20; 0 skips it)")
+    ec.add_argument("--json", action="store_true", help="print one JSON object: \"default\" names the method "
+                    "Explain shows first, and each method checked has \"passes\", the share of galaxies passing "
+                    "every check")
     ec.set_defaults(func=cmd_explain_check)
 
     lf = sub.add_parser("lr-find", help="learning-rate range test, with gz train's options")
@@ -760,8 +877,19 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+
+    shown = warnings.showwarning
+
+    def show(message, category, *rest, **named):  # an InputWarning as one line of gz's own
+        if issubclass(category, data.InputWarning):
+            print(f"gz {args.command}: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, *rest, **named)
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("default", data.InputWarning)  # each message once
+            warnings.showwarning = show
+            args.func(args)
     except (data.DataError, checkpoint.CheckpointError) as e:
         message = str(e)
     except OSError as e:  # a file that cannot be read or written: its path and why

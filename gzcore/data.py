@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 import signal
+import warnings
 import zipfile
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -46,6 +47,22 @@ UNKNOWN = ("", "nan", "NaN", "NA")  # label cells that mean "unknown" (NaN), in 
 
 class DataError(ValueError):
     """Bad input: the message names the file or row and, where possible, the fix."""
+
+
+class InputWarning(UserWarning):
+    """Input that is read, but not as it was given (images stretched or cut to a square, labels
+    read as partial): the message names the files; `gz` prints it as "warning: …"."""
+
+
+def warn(message: str) -> None:
+    """An `InputWarning` (each message once in a process, as Python's warnings are)."""
+    warnings.warn(InputWarning(message), stacklevel=2)
+
+
+def listed(names: list[str], most: int = 5) -> str:
+    """'a, b, c' or 'a, b, c, … (12 in all)': a few names of a long list."""
+    shown = ", ".join(names[:most])
+    return shown if len(names) <= most else f"{shown}, … ({len(names)} in all)"
 
 
 @dataclass(frozen=True)
@@ -136,7 +153,8 @@ def read_labels(csv_path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read and check a Kaggle solutions CSV: (GalaxyIDs int64, weighted labels float32 (N, 37)).
 
     The CSV may hold any subset of the 37 answer columns (labels from another campaign): absent
-    columns and `UNKNOWN` cells (empty, NaN) are unknown, NaN in the result, never 0. Raises
+    columns and `UNKNOWN` cells (empty, NaN) are unknown, NaN in the result, never 0; absent columns
+    are named in an `InputWarning`. Raises
     DataError naming the file and, where it is one, the row: see `read_table`, and a missing
     GalaxyID column, ids that are no image's name or appear twice, bad numbers, values out of
     [0, 1] or known answers that break the decision tree's sums."""
@@ -171,6 +189,10 @@ def read_labels(csv_path: Path) -> tuple[np.ndarray, np.ndarray]:
         first = problems[0]
         raise DataError(f"{csv_path}, line {first.row + 2}: {first.message}"
                         f" ({len(problems)} problem(s) in {len({p.row for p in problems})} row(s))")
+    absent = [c for c in tree.COLUMNS if c not in present]
+    if absent:  # labels from another campaign, or a column lost on the way: say which
+        warn(f"{csv_path}: {len(absent)} of the {tree.N_ANSWERS} answer columns are missing "
+             f"({listed(absent, 8)}); it is read as partial labels: those answers are unknown for every galaxy")
     return ids, labels.astype(np.float32)
 
 
@@ -416,20 +438,60 @@ def decode(path: Path, pp: Preprocess) -> np.ndarray:
     return crop_of(read_rgb(path, pp), pp)
 
 
-def crop_of(image: Image.Image, pp: Preprocess) -> np.ndarray:
-    """An RGB image (`read_rgb`) -> uint8 crop (size, size, channels)."""
+STRETCH = 4      # a crop enlarged more than this from the image's pixels is "tiny" (warned of)
+ELONGATED = 2    # an image longer than this many times its width: most of it is cut away (warned of)
+
+
+def distortion(size: tuple[int, int], pp: Preprocess) -> str | None:
+    """How `crop_of` changes an image of `size` (width, height, as `read_rgb` gives it) beyond the
+    usual crop, or None: a tiny image's few pixels enlarged more than `STRETCH` times (a 424 px
+    Galaxy Zoo cutout is reduced), or a strip whose central square alone is kept."""
+    w, h = size
+    short, long = min(w, h), max(w, h)
+    if short < 1:
+        return None
+    box = pp.crop_px * short / 424  # the crop's side in the image's pixels (the smallest ROI box)
+    if pp.size > STRETCH * box:
+        return f"{w}x{h} px: its crop enlarged {pp.size / box:.0f}x"
+    if long > ELONGATED * short:
+        return f"{long / short:.1f} times longer than wide: only its central square is used"
+    return None
+
+
+def stretched_warning(notes: list[str]) -> str:
+    """The one warning for every image `distortion` noted (notes: 'PATH (how)')."""
+    return (f"{len(notes)} image(s) too small or too elongated for the crop, read anyway (tiny ones "
+            f"stretched, long ones cut to their central square): {listed(notes)}; their answers are "
+            f"less reliable")
+
+
+def _central_square(image: Image.Image) -> Image.Image:
     w, h = image.size
     side = min(h, w)  # non-square: take the central square
-    if w != h:
-        left, top = (w - side) // 2, (h - side) // 2
-        image = image.crop((left, top, left + side, top + side))
-    crop = pp.crop_px * side / 424
+    if w == h:
+        return image
+    left, top = (w - side) // 2, (h - side) // 2
+    return image.crop((left, top, left + side, top + side))
+
+
+def crop_box(image: Image.Image, pp: Preprocess) -> tuple[float, float]:
+    """(low, high) edge, in pixels of the image's central square, of the square `crop_of` cuts:
+    the same on both axes, since every box is centred."""
+    image = _central_square(image)
+    crop = pp.crop_px * image.width / 424
     if pp.crop == "roi":
-        lo, hi = _roi_box(image, crop, pp.roi_pad)
-    elif pp.crop == "centre":
-        lo, hi = side / 2 - crop / 2, side / 2 + crop / 2
-    else:
-        raise ValueError(f"unknown crop mode {pp.crop!r}; use 'centre' or 'roi'")
+        return _roi_box(image, crop, pp.roi_pad)
+    if pp.crop == "centre":
+        return image.width / 2 - crop / 2, image.width / 2 + crop / 2
+    raise ValueError(f"unknown crop mode {pp.crop!r}; use 'centre' or 'roi'")
+
+
+def crop_of(image: Image.Image, pp: Preprocess, box: tuple[float, float] | None = None) -> np.ndarray:
+    """An RGB image (`read_rgb`) -> uint8 crop (size, size, channels). `box`: `crop_box`'s edges when
+    already known (e.g. another image's, to cut a map of it at the same place)."""
+    lo, hi = crop_box(image, pp) if box is None else box
+    image = _central_square(image)
+    side = image.width
     # resample only the box and the 2 px the bilinear filter reaches beyond it
     first, last = max(0, math.floor(lo) - 2), min(side, math.ceil(hi) + 2)
     box = (lo - first, lo - first, hi - first, hi - first)
@@ -460,20 +522,25 @@ def fingerprint(galaxies: GalaxySet, pp: Preprocess) -> str:
     return h.hexdigest()[:16]
 
 
-def decode_chunk(args) -> tuple[list, list[str]]:
+def decode_chunk(args) -> tuple:
     """(crops, with None for images skipped; reasons) of (paths, Preprocess, skip_bad): one job of
-    a process pool."""
-    paths, pp, skip_bad = args
-    out, bad = [], []
+    a process pool. With a fourth element True, (crops, reasons, notes): 'PATH (how)' for each
+    image `distortion` finds stretched or cut."""
+    paths, pp, skip_bad, *noting = args
+    out, bad, notes = [], [], []
     for p in paths:
         try:
-            out.append(decode(p, pp))
+            image = read_rgb(p, pp)
+            odd = distortion(image.size, pp)
+            if odd:
+                notes.append(f"{p} ({odd})")
+            out.append(crop_of(image, pp))
         except DataError as e:
             if not skip_bad:
                 raise
             bad.append(str(e))
             out.append(None)
-    return out, bad
+    return (out, bad, notes) if noting and noting[0] else (out, bad)
 
 
 PART = 256  # galaxies per part file of a cache being built: what a killed build keeps, what ranks share
@@ -489,7 +556,9 @@ def load_crops(galaxies: GalaxySet, pp: Preprocess = Preprocess(), cache_dir: Pa
     ranks of a torchrun job) pass `share=(rank, world)`: each starts on its own parts, then helps
     with the others, and one of them assembles the cache. With `skip_bad`, undecodable images are
     dropped: the returned GalaxySet is the matching subset and lists them in `.skipped`; without,
-    the first of them raises DataError, even when the cache was built with `skip_bad`."""
+    the first of them raises DataError, even when the cache was built with `skip_bad`. Images too
+    small or too elongated for the crop (`distortion`) are named in one `InputWarning`, at every
+    load (the cache keeps them)."""
     cache_dir = Path(cache_dir or default_cache_dir())
     cache_dir.mkdir(parents=True, exist_ok=True)
     key, shape = fingerprint(galaxies, pp), (pp.size, pp.size, pp.channels)
@@ -500,7 +569,9 @@ def load_crops(galaxies: GalaxySet, pp: Preprocess = Preprocess(), cache_dir: Pa
         with _locked(cache_dir / ".lock"):  # one process assembles, the others then find it done
             found = _cached(cache_dir, key, len(galaxies), shape) or _assemble(parts, cache_dir, key,
                                                                               len(galaxies), shape)
-    crops, bad = found
+    crops, bad, odd = found
+    if odd:
+        warn(stretched_warning(odd))
     if bad and not skip_bad:
         raise DataError(bad[0][1])  # the decoding error, as an uncached call raises it
     keep = np.ones(len(galaxies), bool)
@@ -510,17 +581,19 @@ def load_crops(galaxies: GalaxySet, pp: Preprocess = Preprocess(), cache_dir: Pa
     return crops, kept
 
 
-def _cached(cache_dir: Path, key: str, n: int, shape: tuple) -> tuple[np.ndarray, list] | None:
-    """(crops memory-mapped, [(index, reason)] of the images skipped) of the finished cache `key`
-    of `n` galaxies, or None when it is missing, half written or damaged (a build replaces it)."""
+def _cached(cache_dir: Path, key: str, n: int, shape: tuple) -> tuple[np.ndarray, list, list] | None:
+    """(crops memory-mapped, [(index, reason)] of the images skipped, the `distortion` notes) of the
+    finished cache `key` of `n` galaxies, or None when it is missing, half written or damaged (a
+    build replaces it)."""
     try:
         info = json.loads((cache_dir / f"{key}.json").read_text())
         bad = [(int(i), str(reason)) for i, reason in info["bad"]]
+        odd = [str(note) for note in info.get("odd", [])]  # caches written before it: none
         crops = np.load(cache_dir / f"{key}.npy", mmap_mode="r")
     except (OSError, EOFError, ValueError, KeyError, TypeError):  # JSON and .npy errors included
         return None
     kept = n - len({i for i, _ in bad if 0 <= i < n})
-    return (crops, bad) if info.get("key") == key and crops.shape == (kept, *shape) else None
+    return (crops, bad, odd) if info.get("key") == key and crops.shape == (kept, *shape) else None
 
 
 def _build_parts(galaxies: GalaxySet, pp: Preprocess, parts: Path, workers: int | None, skip_bad: bool,
@@ -542,19 +615,20 @@ def _build_parts(galaxies: GalaxySet, pp: Preprocess, parts: Path, workers: int 
     try:
         while True:
             while len(running) < 2 * workers and (k := next(todo, None)) is not None:
-                job = (galaxies.paths[k * PART:(k + 1) * PART], pp, skip_bad)
+                job = (galaxies.paths[k * PART:(k + 1) * PART], pp, skip_bad, True)
                 running[pool.submit(decode_chunk, job)] = k
             if not running:
                 break
             for future in wait(running, return_when=FIRST_COMPLETED).done:
                 k = running.pop(future)
-                crops, bad = future.result()
+                crops, bad, odd = future.result()
                 keep = np.array([c is not None for c in crops])
                 kept = np.stack([c for c in crops if c is not None]) if keep.any() else np.zeros(
                     (0, pp.size, pp.size, pp.channels), np.uint8)
                 try:
                     _write_whole(parts / f"{k:06d}.npz",
-                                 lambda f: np.savez(f, crops=kept, keep=keep, bad=np.array(bad, str)),
+                                 lambda f: np.savez(f, crops=kept, keep=keep, bad=np.array(bad, str),
+                                                    odd=np.array(odd, str)),
                                  make_folder=False)
                 except FileNotFoundError:  # the folder is gone: another process finished the cache
                     return
@@ -571,13 +645,14 @@ def _assemble(parts: Path, cache_dir: Path, key: str, n: int, shape: tuple) -> t
     instead (None: the next round of `load_crops` decodes it again) and nothing is written."""
     files = [parts / f"{k:06d}.npz" for k in range(math.ceil(n / PART))]
     try:
-        keeps, bad = [], []
+        keeps, bad, odd = [], [], []
         for k, path in enumerate(files):
             keep, reasons = _member(path, "keep"), _member(path, "bad").tolist()
             if len(keep) != min(PART, n - k * PART) or len(reasons) != len(keep) - keep.sum():
                 raise _Damaged(path)
             keeps.append(keep)
             bad += zip((k * PART + np.flatnonzero(~keep)).tolist(), reasons)
+            odd += _member(path, "odd").tolist()
 
         def write(f):
             np.lib.format.write_array_header_1_0(
@@ -593,9 +668,9 @@ def _assemble(parts: Path, cache_dir: Path, key: str, n: int, shape: tuple) -> t
     except _Damaged as e:
         e.args[0].unlink(missing_ok=True)
         return None
-    _write_whole(meta, lambda f: f.write(json.dumps({"key": key, "bad": bad}).encode()))
+    _write_whole(meta, lambda f: f.write(json.dumps({"key": key, "bad": bad, "odd": odd}).encode()))
     shutil.rmtree(parts, ignore_errors=True)
-    return np.load(npy, mmap_mode="r"), bad
+    return np.load(npy, mmap_mode="r"), bad, odd
 
 
 class _Damaged(Exception):

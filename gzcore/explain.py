@@ -27,16 +27,17 @@ from captum.attr import (IntegratedGradients, LayerAttribution, LayerGradCam, No
                          Saliency)
 from torch import nn
 
-from . import augment, models, tree
+from . import augment, data, models, tree
 
 # Each method's options and their defaults; `explain(..., **options)` overrides them.
 METHODS: dict[str, dict] = {
     "saliency": {},
     "gradcam": {},
     "smoothgrad": {"nt_samples": 16, "stdevs": 0.15, "batch_size": 8},  # noise sd, [0, 1] units
-    "integrated_gradients": {"n_steps": 32, "batch_size": 8},           # baseline: black sky
-    "occlusion": {"window": 8, "stride": 4, "batch_size": 32},          # slow: a pass per window
+    "integrated_gradients": {"n_steps": 32, "batch_size": 8, "baseline": "blur"},
+    "occlusion": {"window": 8, "stride": 4, "batch_size": 32, "baseline": "black"},  # a pass per window
 }
+BASELINES = ("black", "blur")  # what integrated gradients starts from and occlusion fills in: 0, or a blurred copy
 SIGNED = ("integrated_gradients", "occlusion")
 DEFAULT_METHOD = "integrated_gradients"  # what Explain shows first: signed (BENCHMARKS §5 says why)
 
@@ -111,6 +112,31 @@ def _feature_map_layer(model: models.GalaxyModel) -> nn.Module:
     return pools[-1]
 
 
+def blurred(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Images (..., H, W) blurred by a Gaussian of `sigma` pixels (edges reflected)."""
+    radius = max(1, math.ceil(3 * sigma))
+    kernel = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=x.dtype) / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).to(x.device)
+    flat = x.reshape(-1, 1, *x.shape[-2:])
+    for dim in (-1, -2):  # separable: rows, then columns
+        pad = (radius, radius, 0, 0) if dim == -1 else (0, 0, radius, radius)
+        weight = kernel.view(1, 1, 1, -1) if dim == -1 else kernel.view(1, 1, -1, 1)
+        flat = torch.nn.functional.conv2d(torch.nn.functional.pad(flat, pad, mode="reflect"), weight)
+    return flat.reshape(x.shape)
+
+
+BLUR_SIGMA = 5 / 224  # a blurred copy: sigma as a share of the image side (Petsiuk et al.: 5 px at 224 px)
+
+
+def _baseline(x: torch.Tensor, name: str) -> torch.Tensor:
+    """The reference image of integrated gradients and occlusion (see BASELINES)."""
+    if name == "black":
+        return torch.zeros_like(x)
+    if name == "blur":
+        return blurred(x.detach(), BLUR_SIGMA * x.shape[-1])
+    raise ValueError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
+
+
 def _attribute(method: str, forward, model, x: torch.Tensor, target: int, opts: dict) -> torch.Tensor:
     """The raw (H, W) map of `method`, before normalisation."""
     if method == "saliency":
@@ -129,13 +155,13 @@ def _attribute(method: str, forward, model, x: torch.Tensor, target: int, opts: 
         return cam.mean(0)
     if method == "integrated_gradients":
         return IntegratedGradients(forward).attribute(
-            x, baselines=torch.zeros_like(x), target=target, n_steps=opts["n_steps"],
+            x, baselines=_baseline(x, opts["baseline"]), target=target, n_steps=opts["n_steps"],
             internal_batch_size=opts["batch_size"])[0].sum(0)
     if method == "occlusion":
         c, w, s = x.shape[1], opts["window"], opts["stride"]
         return Occlusion(forward).attribute(
-            x, sliding_window_shapes=(c, w, w), strides=(c, s, s), baselines=0.0, target=target,
-            perturbations_per_eval=opts["batch_size"])[0].mean(0)
+            x, sliding_window_shapes=(c, w, w), strides=(c, s, s), baselines=_baseline(x, opts["baseline"]),
+            target=target, perturbations_per_eval=opts["batch_size"])[0].mean(0)
     raise AssertionError(method)
 
 
@@ -259,3 +285,71 @@ def overlay(image: np.ndarray, attribution_map: np.ndarray, alpha: float = 0.5,
     colour = np.stack([np.interp(position, steps, table[:, k]) for k in range(3)], axis=-1)
     weight = alpha * np.abs(m)[..., None]
     return np.round((1 - weight) * rgb + weight * colour).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- the map over the full image
+
+
+def input_box(image, pp: data.Preprocess, input_size: int | None = None) -> tuple[float, float, float, float]:
+    """(left, top, right, bottom) of the pixels the model sees, as fractions of the image's width
+    and height: the square `data.crop_of` resamples into the `pp.size` crop (the central one, or the
+    ROI around the central source), narrowed to the crop's central `input_size` pixels (`model_input`).
+    `image`: the image as `data.read_rgb` returns it (a PIL image), so that the ROI is found as the
+    crop found it. Fractions hold at any resolution of the same image (the full-size cutout)."""
+    w, h = image.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2  # non-square: crop_of takes the central square
+    lo, hi = data.crop_box(image, pp)  # in pixels of that square
+    s = input_size or pp.size
+    step, first = (hi - lo) / pp.size, (pp.size - s) // 2  # crop pixel i covers [lo + i step, lo + (i + 1) step]
+    a, b = lo + first * step, lo + (first + s) * step
+    return (left + a) / w, (top + a) / h, (left + b) / w, (top + b) / h
+
+
+def _resampling(n_out: int, start: float, stop: float, n_in: int) -> np.ndarray:
+    """(n_out, n_in) bilinear weights: output pixel j (centre j + 0.5) samples the input's n_in pixels
+    spread over [start, stop), clamped at their edge."""
+    u = ((np.arange(n_out) + 0.5 - start) / (stop - start) * n_in - 0.5).clip(0, n_in - 1)
+    lo = np.floor(u).astype(int).clip(0, max(n_in - 2, 0))
+    frac = u - lo
+    weights = np.zeros((n_out, n_in), np.float32)
+    weights[np.arange(n_out), lo] = 1 - frac
+    weights[np.arange(n_out), np.minimum(lo + 1, n_in - 1)] += frac
+    return weights
+
+
+def overlay_full(picture: np.ndarray, attribution_map: np.ndarray, box: tuple[float, float, float, float],
+                 alpha: float = 0.5, cmap: str = "inferno", outline=(255, 255, 255)) -> np.ndarray:
+    """The map (s, s), upsampled bilinearly to the box it was computed on (`input_box`: fractions of
+    the picture) and painted (`overlay`) over the uint8 picture (H, W, 3 or 1) at that place, with
+    the box outlined in `outline` just outside it (about 1/200 of the picture's side) -> uint8
+    (H, W, 3). Pixels whose centre lies outside the box keep their colour, but for the outline."""
+    picture = np.asarray(picture)
+    h, w = picture.shape[:2]
+    out = np.array(np.broadcast_to(picture[..., :3], (h, w, 3)), np.uint8)
+    x0, y0, x1, y1 = box[0] * w, box[1] * h, box[2] * w, box[3] * h
+    # the pixels whose centre lies in the box
+    c0, c1 = max(0, math.ceil(x0 - 0.5)), min(w, math.ceil(x1 - 0.5))
+    r0, r1 = max(0, math.ceil(y0 - 0.5)), min(h, math.ceil(y1 - 0.5))
+    if c1 <= c0 or r1 <= r0:
+        return out
+    m = np.asarray(attribution_map, np.float32)
+    rows = _resampling(r1 - r0, y0 - r0, y1 - r0, m.shape[0])
+    cols = _resampling(c1 - c0, x0 - c0, x1 - c0, m.shape[1])
+    out[r0:r1, c0:c1] = overlay(out[r0:r1, c0:c1], rows @ m @ cols.T, alpha, cmap)
+    t = max(1, round(max(h, w) / 200))  # the outline's width
+    ring = np.zeros((h, w), bool)
+    ring[max(0, r0 - t):r1 + t, max(0, c0 - t):c1 + t] = True
+    ring[r0:r1, c0:c1] = False
+    out[ring] = outline
+    return out
+
+
+def display_scale(attribution_map: np.ndarray, percentile: float = 99.0) -> float:
+    """The |value| at which a map's colours saturate when it is shown: the `percentile` of |map|
+    (Smilkov et al. 2017 cap their maps at the 99th), or its maximum where that is 0 (Grad-CAM's
+    mostly empty maps). Integrated gradients puts most of its mass in a few pixels: scaled by its
+    maximum alone, the rest of the map is nearly transparent."""
+    m = np.abs(np.asarray(attribution_map, np.float32))
+    top = float(np.percentile(m, percentile)) if m.size else 0.0
+    return top if top > 0 else (float(m.max()) if m.size and m.max() > 0 else 1.0)

@@ -28,10 +28,11 @@ regression targets without outside data: `GalaxyID`, then
 """
 from __future__ import annotations
 
+import io
 import os
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache, partial
 from pathlib import Path
 
@@ -432,6 +433,53 @@ def render_bands(params: GalaxyParams, rng: np.random.Generator) -> np.ndarray:
     return np.stack(bands)[:, ::-1].astype(np.float32)
 
 
+# --- where a feature's light lies (explanations' positive control) ---
+
+FEATURES = {"bar": "bar", "arms": "arm_strength"}  # a feature we can locate -> its strength parameter
+
+
+def _streams(seed: int, index: int):
+    """The (params, image, votes) random generators of galaxy `index` of universe `seed`."""
+    return [np.random.default_rng(s) for s in np.random.SeedSequence([seed, index]).spawn(3)]
+
+
+def galaxy(seed: int, index: int) -> tuple[GalaxyParams, np.ndarray]:
+    """Galaxy `index` of universe `seed` as `generate` saves it: its parameters and its 424 px cutout
+    (uint8 RGB, after the JPEG round trip)."""
+    params_rng, image_rng, _ = _streams(seed, index)
+    params = sample_params(params_rng)
+    buffer = io.BytesIO()
+    Image.fromarray(render_galaxy(params, image_rng)).save(buffer, "JPEG", quality=JPEG_QUALITY)
+    return params, np.asarray(Image.open(buffer).convert("RGB"))
+
+
+def feature_light(seed: int, index: int, feature: str) -> np.ndarray:
+    """Where the light of `feature` (a key of FEATURES) of galaxy `index` lies in its 424 px cutout:
+    (424, 424) float32 >= 0, the feature's flux seen through the seeing. It is the derivative of the
+    target's scene with respect to the feature's strength, from two renderings with the same random
+    draws: for arms, light moved from the smooth disk into the arms (and their knots)."""
+    params_rng, image_rng, _ = _streams(seed, index)
+    params = sample_params(params_rng)
+    strength = getattr(params, FEATURES[feature])
+    if not strength:
+        raise ValueError(f"galaxy {index} of universe {seed} has no {feature}")
+    nudged = strength * 0.999
+    if int(20 + 80 * nudged) != int(20 + 80 * strength):  # the arms' knot count must not change
+        nudged = strength * 1.001
+    g = (np.arange(GRID, dtype=np.float32) - CENTER) * SCALE
+    scenes = []
+    for value in (strength, nudged):
+        rng = np.random.default_rng(image_rng.bit_generator.seed_seq)
+        rng.choice([0.0, np.pi / 4]), rng.normal(0, 0.05)  # observe's spike angle, drawn first
+        scene = np.zeros((3, GRID, GRID), np.float32)
+        _add_target(scene, g[None, :], g[:, None], replace(params, **{FEATURES[feature]: value}), rng)
+        scenes.append(scene.astype(np.float64).sum(0))
+    change = np.maximum((scenes[0] - scenes[1]) / (strength - nudged), 0)
+    seen = np.fft.irfft2(np.fft.rfft2(change) * _gauss_ft(params.seeing), s=(GRID, GRID))
+    seen = np.maximum(seen[:SIZE // SCALE, :SIZE // SCALE], 0).astype(np.float32)
+    return np.asarray(Image.fromarray(seen).resize((SIZE, SIZE), Image.BILINEAR))
+
+
 # --- simulated volunteers ---
 
 def _norm(weights):
@@ -528,8 +576,7 @@ def _make_one(image_dir: Path, seed: int, image_format: str, index: int
               ) -> tuple[np.ndarray, GalaxyParams]:
     """Render and save galaxy `index`, return its labels and truth; all randomness from
     (seed, index), so the labels and the truth do not depend on the image format."""
-    streams = np.random.SeedSequence([seed, index]).spawn(3)
-    params_rng, image_rng, vote_rng = (np.random.default_rng(s) for s in streams)
+    params_rng, image_rng, vote_rng = _streams(seed, index)
     params = sample_params(params_rng)
     galaxy_id = FIRST_ID + index
     if image_format == "fits":

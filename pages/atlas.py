@@ -15,7 +15,10 @@ METHODS = {"PCA": "pca", "UMAP": "umap"}
 st.title("Atlas")
 ctx = state.context()
 table = ctx.table
-labels = catalog.column_labels(table, ctx.task)
+ids = table.GalaxyID.to_numpy()
+held = state.held_mask(ctx, ids)  # None: the model's split does not apply here
+labels = ({catalog.HELD_OUT: "split: held out or training split"} if held is not None else {}) | \
+    catalog.column_labels(table, ctx.task)
 if st.session_state.get("atlas_colour") not in labels:
     st.session_state.atlas_colour = catalog.col(ctx.task.columns[0])  # Q1 smooth, or the first target
 
@@ -27,6 +30,9 @@ colour = mid.selectbox("Colour by", list(labels), format_func=labels.get, key="a
                        help="Any answer (crowd or model), the crowd-vs-model error, or the model's uncertainty")
 outreach = right.toggle("Outreach view", key="atlas_outreach", help="The map drawn with real galaxies, for a "
                         "museum screen")
+split = state.split_choice(ctx, "atlas_split")
+shown = state.split_rows(held, split, len(ids))  # the rows drawn
+counted = state.split_words(held, split, len(ids))
 
 method = METHODS[name]
 if method == "umap" and not state.atlas_ready(ctx, "umap"):
@@ -37,22 +43,28 @@ if method == "umap" and not state.atlas_ready(ctx, "umap"):
         method = "pca"
 with st.spinner(f"Mapping every galaxy ({method.upper()})…"):
     xy = state.atlas_map(ctx, method)
-ids = table.GalaxyID.to_numpy()
-st.caption(f"{len(xy):,} galaxies on the {method.upper()} map of {ctx.ckpt_path.name}'s embedding: galaxies the "
-           f"model sees alike lie close together" + (" (UMAP cached on disk)" if method == "umap" else ""))
+st.caption(f"{len(shown):,} galaxies on the {method.upper()} map of {ctx.ckpt_path.name}'s embedding · drawn: "
+           f"{counted} · the map is laid out from every galaxy's: galaxies the model sees alike lie close together"
+           + (" (UMAP cached on disk)" if method == "umap" else ""))
 
 if outreach:
-    tiles = atlas.mosaic(xy)
-    images = [state.image_for(ctx, int(r), size=TILE_PX) for r in tiles.rows]
-    st.plotly_chart(charts.atlas_mosaic(xy, tiles.centres, tiles.cell, images), key="atlas_mosaic",
+    tiles = atlas.mosaic(xy[shown])
+    images = [state.image_for(ctx, int(shown[r]), size=TILE_PX) for r in tiles.rows]
+    st.plotly_chart(charts.atlas_mosaic(xy[shown], tiles.centres, tiles.cell, images), key="atlas_mosaic",
                     config={"displaylogo": False})
-    st.caption(f"{len(tiles.rows)} real galaxies, each the one nearest the centre of its patch of the map")
+    st.caption(f"{len(tiles.rows)} real galaxies, each the one nearest the centre of its patch of the map, "
+               f"among {counted}")
     st.stop()
 
-values = table[colour].to_numpy(np.float32)
-event = st.plotly_chart(charts.atlas(xy, values, labels[colour], ids), key="atlas_map", on_select="rerun",
-                        selection_mode=("points", "box", "lasso"), config={"displaylogo": False})
-rows = np.asarray(event.selection.point_indices, np.int64)
+by_split = colour == catalog.HELD_OUT
+values = held.astype(np.float32) if by_split else table[colour].to_numpy(np.float32)
+where = state.split_labels(held, len(ids))  # each galaxy's split, in words
+figure = charts.atlas_split(xy[shown], values[shown], labels[colour], ids[shown],
+                            None if held is None else where[shown], by_split)
+event = st.plotly_chart(figure, key=f"{split.replace(' ', '_')}_atlas_map" if split != "all" else "atlas_map",
+                        on_select="rerun", selection_mode=("points", "box", "lasso"), config={"displaylogo": False})
+picked = np.asarray(event.selection.point_indices, np.int64)
+rows = shown[picked[picked < len(shown)]]  # positions on the map drawn -> catalogue rows
 if not len(rows):
     st.caption("Drag a lasso or box (the toolbar switches) to see the galaxies inside; click a point to see that "
                "galaxy and its neighbours on the map. Dark grey: no value (a question not reached, no label).")
@@ -67,12 +79,13 @@ def thumbnails(chosen: np.ndarray) -> None:
                 image = state.image_for(ctx, int(r), size=160)
                 if image is not None:
                     st.image(image, width="stretch")
-                st.caption(f"{ids[r]} · {values[r]:.3g}")
+                st.caption(" · ".join(filter(None, [str(ids[r]), "" if by_split else f"{values[r]:.3g}",
+                                                    state.split_badge(where[r])])))
 
 
 if len(rows) == 1:
     row = int(rows[0])
-    near = atlas.nearest_on_map(xy, row, NEAR)
+    near = shown[atlas.nearest_on_map(xy[shown], int(np.flatnonzero(shown == row)[0]), NEAR)]
     st.subheader(f"Galaxy {ids[row]} and the {len(near)} nearest it on the map")
     thumbnails(np.r_[row, near])
     if st.button(f"Open galaxy {ids[row]}", key="atlas_open", type="primary", icon=":material/cyclone:"):
@@ -80,8 +93,11 @@ if len(rows) == 1:
     st.stop()
 
 st.subheader(f"{len(rows):,} galaxies selected")
-st.caption(f"Mean {labels[colour]}: {np.nanmean(values[rows]):.3g} here, {np.nanmean(values):.3g} over all "
-           f"galaxies · the first {min(SHOWN, len(rows))} shown")
+mean = "Share held out" if by_split else f"Mean {labels[colour]}"
+st.caption(f"{mean}: {np.nanmean(values[rows]):.3g} here, {np.nanmean(values[shown]):.3g} over {counted}"
+           + (f" · {int(held[rows].sum()):,} of the selected held out" if held is not None else "")
+           + f" · the first {min(SHOWN, len(rows))} shown")
 thumbnails(rows[:SHOWN])
 if st.button(f"Open {len(rows):,} in Browse", key="atlas_browse", type="primary", icon=":material/grid_view:"):
-    state.show_in_browse(ids[rows], f"{len(rows):,} galaxies selected on the Atlas ({method.upper()} map)")
+    state.show_in_browse(ids[rows], f"{len(rows):,} galaxies selected on the Atlas ({method.upper()} map"
+                                    + (f" of {counted})" if split != "all" else ")"))

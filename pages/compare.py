@@ -68,9 +68,9 @@ if c.warning:
     st.warning(c.warning)
 overall = c.overall
 cols = st.columns(3)
-cols[0].metric(f"A: {c.task.unit_name}", f"{overall['RMSE A']:.4f}")
+cols[0].metric(f"A: {c.task.unit_name}", f"{overall['RMSE A']:.4f}", help=f"Over the {c.basis}")
 cols[1].metric(f"B: {c.task.unit_name}", f"{overall['RMSE B']:.4f}", delta=f"{overall['B − A']:+.4f}",
-               delta_color="inverse")
+               delta_color="inverse", help=f"Over the {c.basis}")
 cols[2].metric("Verdict", overall.verdict, help=f"B − A in [{overall.low:+.4f}, {overall.high:+.4f}]")
 
 
@@ -83,6 +83,8 @@ def shown(scores: pd.DataFrame) -> pd.DataFrame:
 tree_model = c.task.kind == "tree"
 table = c.per_question if tree_model else c.per_answer
 st.subheader("Per question" if tree_model else "Per output")
+st.caption(f"Table and bars: both models over the {c.basis}; 'galaxies': those of them with labels for the "
+           f"{'question' if tree_model else 'output'}")
 left, right = st.columns(2)
 left.dataframe(shown(table), hide_index=True, key="compare_table",
                column_config={k: st.column_config.NumberColumn(format="%.4f") for k in ("RMSE A", "RMSE B", "B − A")})
@@ -92,12 +94,25 @@ right.plotly_chart(charts.scores(bars, "output", "RMSE", color="model", colors=(
                    key="compare_per_q")
 if tree_model:
     with st.expander("Per answer (37)"):
+        st.caption(f"Over the {c.basis}")
         st.dataframe(shown(c.per_answer), hide_index=True, key="compare_answers")
 
 st.subheader("Where they disagree most")
-st.caption(f"The {len(c.disagreements)} compared galaxies whose outputs differ most (root mean square of A − B "
-           f"over the {len(c.task.columns)} outputs); error: the galaxy's RMSE against the labels")
-for i, g in c.disagreements.iterrows():
+both, where = state.split_of_compared(ctx, other, c.disagreements.GalaxyID.to_numpy())
+split = state.split_choice(ctx, "compare_split", {"all": len(both), "held out": int(both.sum()),
+                                                  "training": int((~both).sum())}, label="Galaxies listed",
+                           meaning="Held out: by both models, neither trained on them. Training split: in A's or "
+                                "B's training split (one model fitted them)")
+kept = state.split_rows(both, split, len(both))
+listed, where = c.disagreements.iloc[kept].reset_index(drop=True), where[kept]
+which = {"held out": "held out by both models", "training": "in A's or B's training split"}.get(split)
+top = (f"galaxies whose outputs differ most (root mean square of A − B over the {len(c.task.columns)} outputs) "
+       f"among the {c.basis}")
+st.caption((f"Of the {len(c.disagreements)} {top}, the {len(listed)} {which}" if which else f"The {len(listed)} {top}")
+           + "; error: the galaxy's RMSE against the labels")
+if not len(listed):
+    st.info(f"None of the {len(c.disagreements)} listed is {which}: Compare scores, and lists, only the {c.basis}.")
+for i, g in listed.iterrows():
     if i % 5 == 0:
         cells = st.columns(5)
     with cells[i % 5]:
@@ -105,9 +120,9 @@ for i, g in c.disagreements.iterrows():
         image = state.image_for(ctx, row, size=160) if row is not None else None
         if image is not None:
             st.image(image, width="stretch")
-        st.caption(f"**{g.GalaxyID}** · differ {g.difference:.3f}  \nA ({g['error A']:.3f}): {g['A says']}  \n"
-                   f"B ({g['error B']:.3f}): {g['B says']}" + (f"  \n{g['top answers']}" if tree_model and
-                                                              g["top answers"] else ""))
+        st.caption(f"**{g.GalaxyID}** · {state.split_badge(where[i])} · differ {g.difference:.3f}  \n"
+                   f"A ({g['error A']:.3f}): {g['A says']}  \nB ({g['error B']:.3f}): {g['B says']}"
+                   + (f"  \n{g['top answers']}" if tree_model and g["top answers"] else ""))
         if st.button("Open", key=f"compare_open_{g.GalaxyID}", width="stretch",
                      help="The Galaxy page, with both models' bars"):
             state.open_galaxy(g.GalaxyID)

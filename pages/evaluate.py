@@ -17,24 +17,30 @@ held = checkpoint.split(ctx.galaxies, ctx.ckpt)[1]
 if len(held) < 2:
     st.info("The checkpoint's validation split holds fewer than 2 of these galaxies: nothing to score.")
     st.stop()
+if note := state.split_note(ctx):
+    st.warning(f"{note} 'Held out' here is `gz train`'s default split (10 %, seed 0).")
 held_table = state.held_out_table(ctx.ckpt_path, ctx.data_dir, ctx.labels_path)  # a tenth of the catalogue's work
-st.subheader(f"Held-out galaxies ({len(held):,}: the checkpoint's validation split)")
-baselines = state.baselines(ctx)
-frame = pd.DataFrame({"predictor": [f"model ({state.prediction_kind(ctx)})", *baselines],
-                      "RMSE": [catalog.scores(held_table, None, task.columns)["rmse"], *baselines.values()],
-                      "kind": ["model"] + ["baseline"] * len(baselines)})
-st.caption(f"{task.unit_name} in the labels' units" + (" (class probabilities vs one-hot true classes)"
-                                                         if task.kind == "classification" else ""))
-st.plotly_chart(charts.scores(frame, "predictor", "RMSE", color="kind", height=300, barmode="relative"),
-                key="eval_overall")
-
-scope = st.segmented_control("Galaxies below", ["held out", "all"], default="held out", key="eval_scope") \
-    or "held out"
+scope = st.segmented_control("Galaxies", ["held out", "all"], default="held out", key="eval_scope",
+                             format_func={"held out": "Held out", "all": "All galaxies"}.get,
+                             help="Every figure and table on this page counts these galaxies: the checkpoint's "
+                                  "held-out split, or every galaxy, the training split included") or "held out"
 table = held_table if scope == "held out" else ctx.table  # every figure below counts these galaxies
 galaxy_rows = held if scope == "held out" else np.arange(len(ctx.galaxies))
 rows = np.arange(len(table))
-st.caption(f"Below: the {len(table):,} " + ("held-out galaxies (never trained on)" if scope == "held out" else
-                                            "galaxies, training split included (fitted: optimistic)"))
+who = (f"{len(table):,} held-out galaxies (never trained on)" if scope == "held out" else
+       f"{len(table):,} galaxies, the {len(table) - len(held):,} of the training split included (fitted: optimistic)")
+st.subheader(f"Held-out galaxies ({len(held):,}: the checkpoint's validation split)" if scope == "held out" else
+             f"All {len(table):,} galaxies ({len(held):,} held out)")
+baselines = state.baselines(ctx) if scope == "held out" else state.baselines_over(ctx, galaxy_rows)
+frame = pd.DataFrame({"predictor": [f"model ({state.prediction_kind(ctx)})", *baselines],
+                      "RMSE": [catalog.scores(table, None, task.columns)["rmse"], *baselines.values()],
+                      "kind": ["model"] + ["baseline"] * len(baselines)})
+st.caption(f"{task.unit_name} in the labels' units over the {who}" + (
+    " (class probabilities vs one-hot true classes)" if task.kind == "classification" else "")
+           + "; the baselines are fitted on the training split")
+st.plotly_chart(charts.scores(frame, "predictor", "RMSE", color="kind", height=300, barmode="relative"),
+                key="eval_overall")
+
 pred, truth = (catalog.values(table, task.columns, source, rows) for source in ("model", "crowd"))
 if task.kind == "tree":
     s = evaluate.scores(pred, truth)
@@ -46,9 +52,9 @@ if task.kind == "tree":
     answers = [c for c in tree.COLUMNS if s["labelled"][c]]
     per_a = pd.DataFrame({"answer": [tree.answer_label(c) for c in answers],
                           "RMSE": [s["per_answer"][c] for c in answers]})
-    if partial:
-        st.caption(f"Partial labels: {len(known)} of {len(tree.QUESTIONS)} questions have crowd answers here "
-                   f"(n: galaxies carrying each); the others are not scored")
+    st.caption(f"Over the {who}." + (f" Partial labels: {len(known)} of {len(tree.QUESTIONS)} questions have "
+                                     f"crowd answers here (n: galaxies carrying each); the others are not scored"
+                                     if partial else ""))
     tab_q, tab_a = st.tabs(["RMSE per question", "RMSE per answer"])
     tab_q.plotly_chart(charts.scores(per_q, "question", "RMSE"), key="eval_per_q")
     tab_a.plotly_chart(charts.scores(per_a, "answer", "RMSE"), key="eval_per_a")
@@ -57,6 +63,7 @@ if task.kind == "tree":
     answer = st.selectbox("Answer", answers, key="eval_answer",
                           format_func=lambda c: f"{tree.answer_label(c)}: {tree.ANSWER_BY_COLUMN[c].long}")
     k = tree.COLUMN_INDEX[answer]
+    st.caption(f"Over the {who}")
     left, right = st.columns(2)
     left.plotly_chart(charts.density(pred[:, k], truth[:, k], "weighted fraction"), key="eval_density")
     right.plotly_chart(charts.residuals(pred[:, k], truth[:, k], "weighted fraction"), key="eval_residuals")
@@ -64,7 +71,7 @@ if task.kind == "tree":
     st.subheader("Top answer: crowd vs model")
     question = st.selectbox("Question", [q.number for q in known], key="eval_q",
                             format_func=lambda n: tree.QUESTION_BY_NUMBER[n].title)
-    st.caption(f"All galaxies whose question was reached by at least {catalog.LOW_REACH:.0%} of the crowd; "
+    st.caption(f"Left: the {who} whose question was reached by at least {catalog.LOW_REACH:.0%} of the crowd; "
                f"right: only those whose top crowd answer has at least {catalog.CONFIDENT:.0%} of the votes. "
                f"Pick a cell below to see its galaxies in the gallery.")
     names = [a.short for a in tree.QUESTION_BY_NUMBER[question].answers]
@@ -91,7 +98,7 @@ elif task.kind == "regression":
     spread = catalog.values(table, [name], "spread", known)[:, 0] if catalog.has_spread(table) \
         else None
     model, true = (catalog.values(table, [name], source, known)[:, 0] for source in ("model", "crowd"))
-    st.caption(f"{len(known):,} galaxies with a true {name} · RMSE {evaluate.rmse(model, true):.4g}"
+    st.caption(f"Of the {who}: {len(known):,} galaxies with a true {name} · RMSE {evaluate.rmse(model, true):.4g}"
                + (" · bars: ± the model's spread" if spread is not None else ""))
     st.plotly_chart(charts.predicted_vs_true(model, true, spread, name, table.GalaxyID.to_numpy()[known]),
                     key="eval_scatter")
@@ -99,6 +106,7 @@ else:
     st.subheader("Classes: true vs model")
     classes = ctx.galaxies.labels[galaxy_rows, 0]
     majority = catalog.majority_class(ctx.galaxies.labels[checkpoint.split(ctx.galaxies, ctx.ckpt)[0], 0])
+    st.caption(f"Over the {who}")
     left, right = st.columns(2)
     left.metric("Accuracy", f"{evaluate.accuracy(pred, classes):.1%}")
     right.metric("Majority class (from the training split)",
@@ -107,16 +115,16 @@ else:
     st.plotly_chart(charts.confusion(catalog.class_confusion(table, task, rows), "true", "model"),
                     key="eval_class_confusion")
 
-if catalog.has_spread(held_table):
+if catalog.has_spread(table):
     st.subheader("Calibration: does the spread predict the error?")
-    bins, rho = catalog.calibration(held_table, task)
+    bins, rho = catalog.calibration(table, task)
     left, right = st.columns([3, 1])
     left.plotly_chart(charts.calibration(bins, "weighted answer" if task.kind == "tree" else "target units"),
                       key="eval_calibration")
     right.metric("Spearman ρ (spread vs |error|)", f"{rho:.2f}",
-                 help="Rank correlation over every known (galaxy, output) cell of the held-out galaxies: "
+                 help=f"Rank correlation over every known (galaxy, output) cell of the {who}: "
                       "1 when the spread orders the errors perfectly, 0 when it says nothing")
-    right.caption(f"{int(bins.cells.sum()):,} held-out cells in {len(bins)} bins of equal count by predicted "
+    right.caption(f"{int(bins.cells.sum()):,} cells of the {who} in {len(bins)} bins of equal count by predicted "
                   f"spread; a calibrated spread lies on the diagonal (RMSE = spread). Spread: "
                   f"{state.spread_source(ctx)}.")
 

@@ -1,5 +1,7 @@
 """Oddballs: the galaxies least like the others in the model's feature space (gzcore.oddballs), and
 "more like these": pick seeds, mark what is shown interesting or not, and the ranking follows."""
+import numpy as np
+import pandas as pd
 import streamlit as st
 
 from gzcore import catalog, data, oddballs
@@ -52,15 +54,27 @@ def _grid(rows, values, prefix, render):
                 st.caption(f"{values[k]}{crowd} · {lines[k]}")
 
 
-held = st.toggle("Held-out galaxies only", key="odd_held",
-                 help="The checkpoint's held-out split: galaxies the model never trained on")
+ids = table.GalaxyID.to_numpy()
+held = state.held_mask(ctx, ids)  # None: the model's split does not apply here
+split_of = state.split_labels(held, len(ids))  # 'held out' or 'training split' ('' without a split)
+tag = (lambda r: f" · {state.split_badge(split_of[r])}") if held is not None else (lambda r: "")
+split = state.split_choice(ctx, "odd_split")
+inside, counted = state.split_rows(held, split, len(ids)), state.split_words(held, split, len(ids))
 score = state.oddness_for(ctx)
-oddest = oddballs.most_anomalous(score, ODDEST, state.held_out_rows(ctx.data_dir, ctx.ckpt_path, ctx.labels_path)
-                                 if held else None)
-st.subheader(f"The {len(oddest)} oddest" + (" held-out galaxies" if held else ""))
-_grid(oddest, [f"oddness {score[r]:.3f}" for r in oddest], "odd",
+oddest = oddballs.most_anomalous(score, ODDEST, inside)
+st.subheader(f"The {len(oddest)} oddest" + {"held out": " held-out galaxies", "training": " of the training split"}
+             .get(split, ""))
+st.caption(f"Ranked among {counted}; oddness is measured against all {len(ids):,}")
+_grid(oddest, [f"oddness {score[r]:.3f}{tag(r)}" for r in oddest], "odd",
       lambda gid: st.checkbox("Seed", key=f"odd_pick_{gid}"))
-picked = [gid for gid in table.GalaxyID.to_numpy()[oddest].tolist() if st.session_state.get(f"odd_pick_{gid}")]
+with st.expander(f"The {len(oddest)} as a table"):
+    st.dataframe(pd.DataFrame({"GalaxyID": ids[oddest], "oddness": score[oddest],
+                               **({"split": split_of[oddest]} if held is not None else {}),
+                               **({"crowd odd": table[odd].to_numpy()[oddest]} if odd in table else {}),
+                               "model": catalog.summaries(table, task, oddest)}), hide_index=True, key="odd_table",
+                 column_config={"oddness": st.column_config.NumberColumn(format="%.3f"),
+                                "crowd odd": st.column_config.NumberColumn(format="percent")})
+picked = [gid for gid in ids[oddest].tolist() if st.session_state.get(f"odd_pick_{gid}")]
 left, right = st.columns([1, 2], vertical_alignment="bottom")
 left.button(f"More like these ({len(picked)} picked)", on_click=_start, args=(picked,), disabled=not picked,
             type="primary", key="odd_more")
@@ -80,14 +94,17 @@ st.subheader("More like these")
 seeds = sum(m == "seed" for m in marks.values())
 st.caption(f"{seeds} seed(s), {len(positives) - seeds} marked interesting, {len(negatives)} not · a logistic "
            f"regression on the embeddings (seeds and interesting against the not interesting and "
-           f"{oddballs.BACKGROUND} random galaxies), refitted after every mark; marked galaxies are not shown again")
-ranked, p = state.more_like_for(ctx, positives, negatives, TO_BROWSE)
-_grid(ranked[:SHOWN], [f"match {v:.0%}" for v in p[:SHOWN]], "like", _buttons)
+           f"{oddballs.BACKGROUND} random galaxies), refitted after every mark; marked galaxies are not shown "
+           f"again · ranked among {counted}")
+ranked, p = state.more_like_for(ctx, positives, negatives, len(ids))
+keep = np.isin(ranked, inside)
+ranked, p = ranked[keep][:TO_BROWSE], p[keep][:TO_BROWSE]
+_grid(ranked[:SHOWN], [f"match {v:.0%}{tag(r)}" for r, v in zip(ranked[:SHOWN], p[:SHOWN])], "like", _buttons)
 left, mid, right = st.columns(3)
 left.download_button("Download the marks (CSV)", oddballs.marks_table(marks).to_csv(index=False),
                      file_name="oddballs-marks.csv", mime="text/csv", icon=":material/download:")
 if mid.button("Open all in Browse", icon=navigation.BROWSE.icon, key="odd_browse"):
-    ids = [gid for gid, m in marks.items() if m != "not interesting"] + table.GalaxyID.to_numpy()[ranked].tolist()
-    state.show_in_browse(ids, f"Oddballs: the seeds and the galaxies marked interesting, then the {len(ranked)} "
-                              f"ranked most like them")
+    chosen = [gid for gid, m in marks.items() if m != "not interesting"] + ids[ranked].tolist()
+    state.show_in_browse(chosen, f"Oddballs: the seeds and the galaxies marked interesting, then the {len(ranked)} "
+                              f"ranked most like them among {counted}")
 right.button("Start over", on_click=_start, args=([],), key="odd_clear")

@@ -180,11 +180,13 @@ def train_tiny(at):
     return run
 
 
+@pytest.mark.slow
 def test_train_runs_in_the_background_and_compares(app):
     train_tiny(show(app, TRAIN))
     assert "Before and after" in texts(app.subheader) and len(app.metric) == 2
 
 
+@pytest.mark.slow
 def test_train_distils_the_loaded_model(app, dashboard_env):
     at = show(app, TRAIN)
     at.checkbox(key="train_distil").check()
@@ -266,6 +268,7 @@ def test_a_folder_without_labels_shows_the_model_alone(app, tmp_path, dashboard_
     assert not at.info and {"eval_overall", "eval_per_q", "eval_calibration"} <= set(figures(at))
 
 
+@pytest.mark.slow
 def test_an_ensemble_checkpoint_drives_the_model_pages(dashboard_env, monkeypatch, tmp_path):
     from gzcore import ensemble, train
     other = tmp_path / "other.pt"
@@ -315,7 +318,7 @@ def test_a_regression_model_drives_every_page(target_env, monkeypatch):
     assert "galaxies with a true oh · RMSE" in texts(at.caption)
 
     at = show(at, EXPLAIN)
-    assert len(at.get("plotly_chart")) == 1 and "Saliency (fast) · model oh " in texts(at.caption)
+    assert len(at.get("plotly_chart")) == 1 and "Integrated Gradients (32 passes) · model oh " in texts(at.caption)
 
     at = show(at, HOME, labels=None)  # without labels: predictions only
     assert "No labels for this model's targets" in texts(at.info)
@@ -324,6 +327,7 @@ def test_a_regression_model_drives_every_page(target_env, monkeypatch):
         assert not show(at, page).error, (page, texts(at.error))
 
 
+@pytest.mark.slow
 def test_train_follows_a_regression_model(target_env, monkeypatch):
     env = {"GZ_DATA": target_env["GZ_DATA"], "GZ_CHECKPOINT": target_env["GZ_CHECKPOINT"],
            "GZ_LABELS": target_env["labels"]}  # the labels CSV from the environment, as in the README
@@ -335,6 +339,7 @@ def test_train_follows_a_regression_model(target_env, monkeypatch):
     assert "oh" in json.dumps(figures(at)["train_compare"])
 
 
+@pytest.mark.slow
 def test_a_classifier_drives_the_model_pages(dashboard_env, tmp_path, monkeypatch):
     crowd = pd.read_csv(f"{dashboard_env['GZ_DATA']}/{data.LABELS_FILE}")
     classes = np.where(crowd["Class1.1"] >= crowd["Class1.2"], "smooth", "features")

@@ -76,12 +76,14 @@ def target(name: str, pred: float, spread: float | None, truth: float | None, sp
     return fig.update_layout(height=110, margin=dict(l=0, r=0, t=0, b=0), showlegend=False)
 
 
-def attribution(overlay: np.ndarray, cmap: str, signed: bool, height: int = 380) -> go.Figure | dict:
-    """An attribution overlay with the colour bar of its map (explain.COLORMAPS)."""
+def attribution(overlay: np.ndarray, cmap: str, signed: bool, height: int = 380, top: float = 1.0
+                ) -> go.Figure | dict:
+    """An attribution overlay with the colour bar of its map (explain.COLORMAPS); `top`: the value
+    where the overlay's colours saturate (explain.display_scale), the bar's end."""
     table = explain.COLORMAPS[cmap]
     scale = [[i / (len(table) - 1), f"rgb({r:.0f},{g:.0f},{b:.0f})"] for i, (r, g, b) in enumerate(table)]
     bar = dict(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip",
-               marker=dict(colorscale=scale, cmin=-1 if signed else 0, cmax=1, showscale=True,
+               marker=dict(colorscale=scale, cmin=-top if signed else 0, cmax=top, showscale=True,
                            colorbar=dict(title=dict(text="attribution"), thickness=12)))
     fig = image(overlay, height)
     if isinstance(fig, dict):
@@ -89,6 +91,22 @@ def attribution(overlay: np.ndarray, cmap: str, signed: bool, height: int = 380)
         return fig
     fig.add_scatter(**bar)
     return fig
+
+
+def framed(fig: go.Figure | dict, box: tuple[float, float, float, float], width: int, height: int,
+           margin: float = 0.3) -> go.Figure | dict:
+    """An image figure (`image`, `attribution`) of a `width` x `height` picture first shown around
+    `box` (fractions of the picture: explain.input_box) with `margin` times its side on every side,
+    within the picture; plotly's autoscale button shows the whole picture."""
+    x0, y0, x1, y1 = box[0] * width, box[1] * height, box[2] * width, box[3] * height
+    pad = margin * max(x1 - x0, y1 - y0)
+    ranges = {"xaxis": [max(0.0, x0 - pad) - 0.5, min(width, x1 + pad) - 0.5],
+              "yaxis": [min(height, y1 + pad) - 0.5, max(0.0, y0 - pad) - 0.5]}  # reversed: row 0 on top
+    if isinstance(fig, dict):
+        for axis, span in ranges.items():
+            fig["layout"][axis]["range"] = span
+        return fig
+    return fig.update_layout(xaxis_range=ranges["xaxis"], yaxis_range=ranges["yaxis"])
 
 
 def density(pred: np.ndarray, truth: np.ndarray, label: str) -> go.Figure:
@@ -236,26 +254,61 @@ def atlas_mosaic(xy: np.ndarray, centres: np.ndarray, cell: tuple[float, float],
                              paper_bgcolor="black")
 
 
-def randomisation(steps: np.ndarray, layers: tuple[str, ...], spearman: np.ndarray) -> go.Figure:
-    """Cascading randomisation (explain_checks.Randomisation): the rank correlation of the map after
-    randomising the layers up to each step (the head first) with the original map."""
-    names = ["none", *layers]
-    fig = go.Figure(go.Scatter(x=[names[k] for k in steps], y=spearman, mode="lines+markers",
-                               line=dict(color=MODEL), hovertemplate="randomised down to %{x}<br>"
-                                                                     "Spearman %{y:.2f}<extra></extra>"))
-    fig.add_hline(y=0, line_dash="dash", line_color="grey")
-    fig.update_xaxes(title="randomised down to (head first)", type="category", tickangle=-60, tickfont_size=9)
-    fig.update_yaxes(title="Spearman with the original |map|", range=[-1.05, 1.05])
-    return fig.update_layout(height=380, margin=MARGIN, showlegend=False)
-
-
-def deletion(fractions: np.ndarray, attributed: np.ndarray, random: np.ndarray, label: str) -> go.Figure:
-    """Deletion curves (explain_checks.Deletion): the explained output as the most-attributed pixels
-    are replaced first, against random orders."""
+def randomisation(r, threshold: float) -> go.Figure:
+    """Cascading randomisation (explain_checks.Randomisation) on a depth scale: how alike the map stays
+    (Spearman of |map|, of the signed map, SSIM of |map|) as randomisation reaches from the head (0 %)
+    down to the input (100 %); the band is the passing threshold of the map as drawn."""
     fig = go.Figure()
-    for name, values, colour in (("most-attributed first", attributed, MODEL), ("random order", random, "#AAAAAA")):
-        fig.add_scatter(x=fractions, y=values, name=name, mode="lines+markers", line=dict(color=colour),
-                        hovertemplate=f"%{{x:.0%}} replaced<br>{label} %{{y:.3f}}<extra>{name}</extra>")
-    fig.update_xaxes(title="pixels replaced by the image's mean", tickformat=".0%")
-    fig.update_yaxes(title=label, rangemode="tozero")
-    return fig.update_layout(height=380, margin=MARGIN, legend=dict(orientation="h", y=1.12))
+    lines = [("Spearman, |map|", r.spearman_abs, MODEL, "solid"), ("SSIM, |map|", r.ssim, OTHER, "dot")]
+    if r.signed:
+        lines.insert(0, ("Spearman, signed map", r.spearman_signed, CROWD, "solid"))
+    for name, values, colour, dash in lines:
+        fig.add_scatter(x=r.depth, y=values, name=name, mode="lines+markers", line=dict(color=colour, dash=dash),
+                        hovertemplate="%{x:.0%} of the layers randomised<br>%{y:.2f}<extra>" + name + "</extra>")
+    fig.add_hrect(y0=-threshold, y1=threshold, fillcolor="grey", opacity=0.15, line_width=0)
+    fig.update_xaxes(title="randomised from the head (0 %) down to the input (100 %)", tickformat=".0%",
+                     range=[-0.03, 1.03])
+    fig.update_yaxes(title="alike the original map", range=[-1.05, 1.05])
+    return fig.update_layout(height=380, margin=MARGIN, legend=dict(orientation="h", y=1.15))
+
+
+def removal(curves, label: str) -> go.Figure:
+    """The removal tests (explain_checks.Curve), one panel each, tests across and pixel / patch level
+    down: the explained output as pixels go in the map's order against random orders."""
+    from plotly.subplots import make_subplots
+    from gzcore import explain_checks
+    tests, levels = list(explain_checks.TESTS), list(explain_checks.LEVELS)
+    short = {"deletion": "deletion", "insertion": "insertion", "road_morf": "ROAD, MoRF", "road_lerf": "ROAD, LeRF"}
+    titles = [f"{short[c.test]} · {c.level} {'✓' if c.beats_random else '✗'}" for c in sorted(curves, key=lambda c: (levels.index(c.level), tests.index(c.test)))]
+    fig = make_subplots(rows=2, cols=4, shared_yaxes=True, subplot_titles=titles, horizontal_spacing=0.03,
+                        vertical_spacing=0.18)
+    for c in curves:
+        row, col = levels.index(c.level) + 1, tests.index(c.test) + 1
+        for name, values, colour in (("the map's order", c.attributed, MODEL), ("random orders", c.random, "#AAAAAA")):
+            fig.add_scatter(x=c.fractions, y=values, name=name, mode="lines", line=dict(color=colour), row=row, col=col,
+                            showlegend=row == col == 1, legendgroup=name,
+                            hovertemplate=f"%{{x:.0%}}<br>{label} %{{y:.3f}}<extra>{name}</extra>")
+    fig.update_annotations(font_size=11)
+    fig.update_xaxes(tickformat=".0%", nticks=3)
+    fig.update_yaxes(title_text=label, row=1, col=1)
+    fig.update_yaxes(title_text=label, row=2, col=1)
+    return fig.update_layout(height=480, margin=dict(l=0, r=0, t=60, b=0), legend=dict(orientation="h", y=1.16))
+
+
+HELD, FITTED = "#2E9E5B", "#F2A65A"  # a held-out galaxy, one of the training split (Galaxy's badges)
+
+
+def atlas_split(xy: np.ndarray, values: np.ndarray, label: str, ids: np.ndarray, split: np.ndarray | None,
+                by_split: bool = False, height: int = 640) -> go.Figure:
+    """`atlas`, each point's split ('held out' or 'training split', from `split`; None: no split)
+    on hover; `by_split` colours the points by it (`values`: 1 held out, 0 training split)."""
+    fig = atlas(xy, values, label, ids, height)
+    if split is None:
+        return fig
+    fig.update_traces(text=split, hovertemplate="GalaxyID %{customdata} · %{text}<br>" + (
+        "<extra></extra>" if by_split else "%{marker.color:.3g}<extra></extra>"))
+    if by_split:  # two colours, the colour bar naming them
+        fig.update_traces(marker=dict(cmin=0, cmax=1, colorscale=[[0, FITTED], [0.5, FITTED], [0.5, HELD], [1, HELD]],
+                                      colorbar=dict(title="split", tickvals=[0.25, 0.75],
+                                                    ticktext=["training split", "held out"])))
+    return fig

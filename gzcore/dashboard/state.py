@@ -571,6 +571,97 @@ def split_of_galaxy(ctx: Context, galaxy_id: int) -> str:
     return "held out" if checkpoint.held_out([galaxy_id], ctx.ckpt)[0] else "in the training split"
 
 
+SPLITS = {"all": "All galaxies", "held out": "Held out", "training": "Training split"}  # a page's split filter
+
+
+def split_note(ctx: Context) -> str | None:
+    """None when the model's split applies to these galaxies; else why it does not, in words: the
+    checkpoint records no validation split, or these images carry no labels and the model learnt from
+    labelled galaxies alone (not distilled), so they are not its training data."""
+    cfg = ctx.ckpt.get("train_config") or {}
+    name = ctx.ckpt_path.name
+    if "val_fraction" not in cfg:
+        return f"`{name}` records no validation split: which of these galaxies it trained on is unknown."
+    if ctx.listed.labels is None and not cfg.get("teacher"):
+        return (f"These images carry no labels and `{name}` learnt from labelled galaxies alone (it was not "
+                f"distilled): they are not its training data, so none is held out or in its training split.")
+    return None
+
+
+def split_choice(ctx: Context, key: str, counts: dict[str, int] | None = None, label: str = "Galaxies",
+                 meaning: str | None = None) -> str:
+    """The visitor's split filter, one of SPLITS ('all' by default), from a segmented control
+    (`counts` per option shown beside its name, `meaning`: what the options mean when not the
+    model's split). When the split does not apply (`split_note`) a caption says why and there is no
+    control: 'all'."""
+    note = split_note(ctx)
+    if note is not None:
+        st.caption(f"No split: {note}")
+        return "all"
+    shown = {k: f"{v} ({counts[k]:,})" if counts else v for k, v in SPLITS.items()}
+    return st.segmented_control(label, list(SPLITS), format_func=shown.get, default="all", key=key,
+                                help=meaning or "Held out: the checkpoint's validation split, galaxies the model "
+                                             "never trained on. Training split: the galaxies it learnt from "
+                                             "(fitted: its scores there are optimistic)") or "all"
+
+
+def split_badge(words: str) -> str:
+    """A galaxy's split in words (`split_labels`, `split_of_compared`) as a badge, as the Galaxy page
+    marks it: green when held out, orange when a model trained on it ('' stays '')."""
+    return f":{'green' if words.startswith('held out') else 'orange'}-badge[{words}]" if words else ""
+
+
+def held_mask(ctx: Context, ids) -> np.ndarray | None:
+    """Whether each GalaxyID is held out by the model, or None when its split does not apply."""
+    return None if split_note(ctx) is not None else checkpoint.held_out(np.asarray(ids), ctx.ckpt)
+
+
+def split_rows(held: np.ndarray | None, choice: str, n: int) -> np.ndarray:
+    """Positions of the `n` galaxies (split `held`) in the `choice` split: every one for 'all' or
+    without a split."""
+    if held is None or choice == "all":
+        return np.arange(n)
+    return np.flatnonzero(held if choice == "held out" else ~held)
+
+
+def split_words(held: np.ndarray | None, choice: str, n: int | None = None) -> str:
+    """Which galaxies a figure counts, in words, e.g. 'the 57 held-out galaxies (never trained on)';
+    `held`: the split of every galaxy on the page (None without a split), `n` their number then."""
+    if held is None:
+        return f"all {n:,} galaxies (no split: see above)"
+    h = int(held.sum())
+    if choice == "held out":
+        return f"the {h:,} held-out galaxies (never trained on)"
+    if choice == "training":
+        return f"the {len(held) - h:,} galaxies of the training split (trained on: fitted, optimistic)"
+    return f"all {len(held):,} galaxies ({h:,} held out, {len(held) - h:,} in the training split)"
+
+
+def split_labels(held: np.ndarray | None, n: int) -> np.ndarray:
+    """'held out' or 'training split' for each galaxy ('' without a split)."""
+    return np.full(n, "") if held is None else np.where(held, "held out", "training split")
+
+
+def split_of_compared(ctx: Context, other: Path, ids) -> tuple[np.ndarray, np.ndarray]:
+    """(held out by both the model (A) and `other` (B), each galaxy's split in words: 'held out by
+    both', 'in A's training split', 'in B's training split' or 'in both training splits')."""
+    a, b = (checkpoint.held_out(np.asarray(ids), ckpt) for ckpt in (ctx.ckpt, model_for(other)[1]))
+    words = np.select([a & b, b, a], ["held out by both", "in A's training split", "in B's training split"],
+                      "in both training splits")
+    return a & b, words
+
+
+def baselines_over(ctx: Context, rows: np.ndarray) -> dict[str, float]:
+    """evaluate.baselines fitted on the checkpoint's training split and scored on `rows` (catalogue
+    positions): `baselines` on any galaxies a page counts."""
+    train_rows = checkpoint.split(ctx.galaxies, ctx.ckpt)[0]
+    rows = np.asarray(rows, np.int64)
+    key = ("baselines over", *ctx.subject.identity, str(ctx.labels_path), _labels_key(ctx.labels_path),
+           hashlib.sha1(rows.tobytes()).hexdigest())
+    return memo(key, lambda progress: evaluate.baselines(ctx.crops, ctx.task.comparable(ctx.galaxies.labels),
+                                                         train_rows, rows, ctx.task), max_entries=8)
+
+
 def labelled(ctx: Context) -> None:
     """Stop a page that needs labels when there are none."""
     if ctx.listed.labels is not None:  # the catalogue's crowd columns come from them
@@ -783,6 +874,31 @@ def input_pixels(ctx: Context, path: Path) -> np.ndarray:
 def _input_pixels(crop: np.ndarray, input_size: int) -> np.ndarray:
     x = explain.model_input(crop, input_size)
     return (x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def input_box(ctx: Context, path: Path) -> tuple[float, float, float, float]:
+    """Where the pixels `input_pixels` gives lie in the image `path`: explain.input_box, (left, top,
+    right, bottom) as fractions of its width and height."""
+    pp = data.Preprocess(**ctx.ckpt["preprocess"])
+    key = ("input box", str(path), computed.file_key(path), computed.file_key(ctx.ckpt_path))
+    return memo(key, lambda progress: explain.input_box(data.read_rgb(path, pp), pp, ctx.input_size),
+                max_entries=64)
+
+
+def cutout(path: Path, size: int) -> np.ndarray:
+    """The whole image `path` as uint8 (H, W, 3), shrunk to at most `size` a side: the file as Pillow
+    reads it (`picture`), or else as gzcore decodes it (data.read_rgb: a FITS cube rendered to
+    colour). Raises DataError when neither can."""
+    try:
+        return _image(str(path), computed.file_key(path), size)
+    except data.DataError:
+        pass
+
+    def render(progress):
+        image = data.read_rgb(Path(path), data.Preprocess())
+        image.thumbnail((size, size))
+        return np.asarray(image)
+    return memo(("cutout", str(path), computed.file_key(path), size), render, max_entries=16)
 
 
 @dataclass(frozen=True, eq=False)
