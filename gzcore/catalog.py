@@ -310,8 +310,8 @@ def summaries(table: pd.DataFrame, task: targets.Task = targets.TREE, rows=None)
         return [f"{task.columns[p.argmax()]} {p.max():.0%}" + ("" if np.isnan(t).any() else
                 f" · true {task.columns[int(t.argmax())]}") for p, t in zip(pred, truth)]
     spread = values(table, task.columns, "spread", rows) if has_spread(table) else nan
-    return [" · ".join(f"{c} {p[i]:.3g}" + ("" if np.isnan(s[i]) else f" ± {s[i]:.2g}") +
-                       ("" if np.isnan(t[i]) else f" (true {t[i]:.3g})") for i, c in enumerate(task.columns))
+    return [" · ".join(f"{c} {task.format(c, p[i], s[i])}" +
+                       ("" if np.isnan(t[i]) else f" (true {task.format(c, t[i])})") for i, c in enumerate(task.columns))
             for p, s, t in zip(pred, spread, truth)]
 
 
@@ -392,7 +392,7 @@ def _target_labels(table: pd.DataFrame, task: targets.Task) -> dict[str, str]:
     if task.kind == "classification" and crowd:
         out["p true class"] = "model probability of the true class"
     for c in task.columns:
-        name = f"probability {c}" if task.kind == "classification" else c
+        name = f"probability {c}" if task.kind == "classification" else c + (f" ({task.unit(c)})" if task.unit(c) else "")
         out[col(c)] = f"model · {name}"
         if crowd and task.kind == "regression":
             out[col(c, "crowd")] = f"true · {c}"

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, atomic, data, models, shipped, targets, tree
+from . import __version__, atomic, data, framing, models, shipped, targets, tree
 from .data import Preprocess
 
 FORMAT = "gzcore-checkpoint"
@@ -37,11 +37,14 @@ def save(path, model: models.GalaxyModel | models.Ensemble, *, preprocess: Prepr
          input_size: int, task: targets.Task = targets.TREE, metrics: dict | None = None, history: list | None = None,
          train_config: dict | None = None, optimizer=None, progress: float | None = None,
          data_fingerprint: str | None = None, weights_only_model: bool = False,
-         storage: str = "float32", resume: dict | None = None) -> Path:
+         storage: str = "float32", resume: dict | None = None,
+         framing_target: framing.Target = framing.GZ2) -> Path:
     """Write atomically (`atomic.write`): an interrupted save never destroys the last good one.
     The model's `config` (set by `models.build`) is what rebuilds it. `weights_only_model=True` drops optimizer state (for shipped, small checkpoints); `storage`
     "float16" halves the file, "int8" quarters it (see `stored_weights`); `read` restores float32.
-    `resume`: what else a resumed run restores (random generator states, loss scale; see train.fit)."""
+    `resume`: what else a resumed run restores (random generator states, loss scale; see train.fit).
+    `framing_target`: the framing and rendering its training pictures had, so that a cutout from another
+    survey is framed to match (key "framing"; gzcore.framing: Kaggle's, Galaxy Zoo 2's, unless told)."""
     path = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     state, scales = stored_weights(state, storage)
@@ -52,7 +55,7 @@ def save(path, model: models.GalaxyModel | models.Ensemble, *, preprocess: Prepr
         "preprocess": asdict(preprocess), "input_size": int(input_size), "model": state,
         "metrics": dict(metrics or {}), "history": list(history or []),
         "train_config": dict(train_config or {}), "progress": progress,
-        "data_fingerprint": data_fingerprint,
+        "data_fingerprint": data_fingerprint, "framing": framing_target.to_dict(),
     }
     if scales:
         ckpt["weight_scales"] = scales
@@ -125,6 +128,7 @@ def read(path) -> dict:
     if version > FORMAT_VERSION:
         raise CheckpointError(f"{path}: written by a newer gzcore ({ckpt.get('gzcore_version')}, "
                               f"format {ckpt['format_version']}); this is {__version__}")
+    ckpt.setdefault("framing", framing.GZ2.to_dict())  # written before framing was recorded: Kaggle's images
     check(path, ckpt)
     if ckpt["model_config"].get("head", "tree") == "tree" and ckpt.get("answers") != list(tree.COLUMNS):
         raise CheckpointError(f"{path}: its answers do not match the Galaxy Zoo 2 tree's 37 columns")
@@ -181,13 +185,17 @@ def check(path, ckpt: dict) -> None:
     if task.kind not in targets.KINDS or not task.columns:
         raise CheckpointError(f"{path}: its task {task.kind!r} with {len(task.columns)} output(s) is not one "
                               f"gzcore reads ({', '.join(targets.KINDS)}, with at least one output)")
+    try:
+        framing.of_checkpoint(ckpt)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: its {' '.join(str(e).split())} (an edited checkpoint?)") from None
 
 
 def _preprocess_problem(pp: dict) -> str | None:
     """What is wrong with a checkpoint's preprocessing values (its keys are Preprocess's), or None."""
     def number(v):
         return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
-    if pp["crop"] not in data.CROP_FIELDS:
+    if not isinstance(pp["crop"], str) or pp["crop"] not in data.CROP_FIELDS:
         return f"crop {pp['crop']!r} is not one gzcore makes ({', '.join(data.CROP_FIELDS)})"
     if not isinstance(pp["size"], int) or isinstance(pp["size"], bool) or not 8 <= pp["size"] <= MAX_CROP:
         return f"size {pp['size']!r} is not a crop side in pixels from 8 to {MAX_CROP}"
@@ -255,6 +263,11 @@ def digest(path) -> str:
 
 def preprocess_of(ckpt: dict) -> Preprocess:
     return Preprocess(**ckpt["preprocess"])
+
+
+def framing_of(ckpt: dict) -> framing.Target:
+    """The framing the checkpoint's model expects (Galaxy Zoo 2's for files that predate the key)."""
+    return framing.of_checkpoint(ckpt)
 
 
 def split_of(ckpt: dict) -> tuple[float, int]:

@@ -104,7 +104,8 @@ def _train_config(args, command: str):
     """The TrainConfig of `gz train` / `gz lr-find` options (see `add_train_options`)."""
     try:
         cfg = train.TrainConfig(labels=str(args.labels) if args.labels else None,
-                                targets=tuple(args.target or ()),
+                                targets=tuple(args.target or ()), units=tuple(args.units or ()),
+                                classes=args.classes,
                                 init=str(args.init) if args.init else None, backbone_lr=args.backbone_lr,
                                 model=args.model, width=args.width, epochs=args.epochs,
                                 minutes=args.minutes, batch_size=args.batch_size, lr=args.lr,
@@ -283,8 +284,8 @@ def cmd_evaluate(args):
                       for q in tree.QUESTIONS], ("question", "RMSE", "galaxies labelled")))
     elif task.kind == "regression":
         counts = {c: s["labelled"][c] for c in task.columns}
-        print(_table([(c, s["per_answer"][c] if counts[c] else "—", counts[c]) for c in task.columns],
-                     ("target", "RMSE", "galaxies labelled")))
+        print(_table([(c + (f" ({task.unit(c)})" if task.unit(c) else ""), s["per_answer"][c] if counts[c]
+                       else "—", counts[c]) for c in task.columns], ("target", "RMSE", "galaxies labelled")))
     else:
         classes = galaxies.labels[val_idx, 0]
         majority, share = evaluate.majority_class(galaxies.labels[held.train_idx, 0], classes)
@@ -346,10 +347,18 @@ def cmd_predict(args):
         sys.exit("gz predict: error: under torchrun the ranks write Parquet parts: use --out NAME.parquet")
     if args.embedding:
         sys.exit("gz predict: error: --embedding needs a Parquet output (--out NAME.parquet)")
+    if args.pixel_scale is not None and not single:
+        sys.exit("gz predict: error: --pixel-scale is for one JPEG or PNG image (--data IMAGE); FITS "
+                 "files give theirs in their WCS")
     if single:  # within the dashboard's upload limits (gzcore.upload)
         model, ckpt = checkpoint.load(args.checkpoint)
         task, galaxies = targets.of_checkpoint(ckpt), data.unlabelled(args.data.parent, [args.data])
-        crops = upload.read(args.data, checkpoint.preprocess_of(ckpt)).crop[None]
+        mine = upload.read(args.data, checkpoint.preprocess_of(ckpt), pixel_scale=args.pixel_scale,
+                           target=checkpoint.framing_of(ckpt))
+        crops = mine.crop[None]
+        print(mine.framing.summary())
+        if mine.framing.warning():
+            print(f"warning: {args.data}: {mine.framing.warning()}", file=sys.stderr)
     else:
         model, ckpt, task, held = _load(args, labels=False)
         galaxies, crops = held.galaxies, held.crops
@@ -371,7 +380,8 @@ def cmd_predict(args):
 
 def _answers(task: targets.Task, pred: np.ndarray, spread: np.ndarray | None) -> str:
     """One image's outputs as a table (± spread); for the tree, its most likely path first."""
-    names = [tree.answer_label(c) for c in task.columns] if task.kind == "tree" else task.columns
+    names = [tree.answer_label(c) for c in task.columns] if task.kind == "tree" else \
+        [c + (f" ({task.unit(c)})" if task.unit(c) else "") for c in task.columns]
     rows = [(name, float(v), *(() if spread is None else (float(spread[i]),)))
             for i, (name, v) in enumerate(zip(names, pred))]
     table = _table(rows, ("answer" if task.kind == "tree" else "output", "model",
@@ -563,8 +573,7 @@ def _explain_report(rows, controls: dict, galaxies: int, question: int) -> dict:
             "randomisation": {"spearman_as_drawn": float(r["spearman_as_drawn_full mean"]),
                               "spearman_abs": float(r["spearman_full mean"]),
                               "spearman_signed": float(r["spearman_signed_full mean"]),
-                              "ssim_abs": float(r["ssim_full mean"]),
-                              "spearman_abs_half": float(r["spearman_middle mean"])},
+                              "ssim_abs": float(r["ssim_full mean"])},
             "seconds_per_galaxy": float(r["seconds mean"])}
         if method in controls:
             report[method]["positive_control"] = {
@@ -633,6 +642,12 @@ def add_train_options(t: argparse.ArgumentParser) -> None:
     t.add_argument("--target", action="append", metavar="COLUMN",
                    help="a column of --labels to learn: numbers train a regression (repeat for "
                    "several), one column of class names a classifier")
+    t.add_argument("--units", action="append", metavar="UNIT",
+                   help="the --target's units, kept in the checkpoint and shown with its values (one "
+                   "per --target; default: the header's, e.g. 'oh_p50 [dex]' gives dex)")
+    t.add_argument("--classes", action="store_true",
+                   help="read the one --target column's values as class names even when they are "
+                   "numbers (0, 1, 2): train a classifier")
     t.add_argument("--init", type=Path, metavar="CKPT", help="fine-tune: start from this checkpoint's "
                    "backbone (of an ensemble, its best member) with a new head for the targets; "
                    "its crop and input size are used")
@@ -781,6 +796,10 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (default: one per core); on a machine other work keeps "
                     "busy, 1 per busy core fewer (two threads waiting on a taken core cost ~3x)")
+    pr.add_argument("--pixel-scale", type=float, default=None, metavar="ARCSEC",
+                    help="one JPEG or PNG's pixel scale (arcsec per pixel): it is then rescaled by its "
+                    "galaxy's measured size to the framing the model learnt (a Galaxy Zoo 2 cutout's); "
+                    "without it a picture is cropped as it is, with a warning. FITS use their WCS")
     pr.set_defaults(func=cmd_predict)
 
     d = sub.add_parser("distill", help="train one student on a teacher's answers (with TTA) over "

@@ -28,12 +28,13 @@ import numpy as np
 import simplejpeg
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from . import atomic, fits, tree
+from . import atomic, fits, framing, tree
 
 IMAGE_DIRS = ("images_training_rev1", "images_test_rev1")
 LABELS_FILE = "training_solutions_rev1.csv"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", *fits.SUFFIXES)
 CACHE_VERSION = 3  # 3: 16-bit and transparent images decoded anew (see _rgb)
+FITS_RENDERING = 2  # caches holding FITS: 2: framed (gzcore.framing) and rendered as Galaxy Zoo DECaLS did
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated JPEG is an error, never silently grey
 # The most pixels (width x height) an image may have; larger ones are refused from their header,
 # before decoding. Galaxy Zoo images are 424 x 424 (0.18 Mpx) and survey cutouts a few hundred px
@@ -213,8 +214,21 @@ def find_images(root: Path) -> Path:
             return root / name
     if any(image_stem(p) is not None for p in root.iterdir()):
         return root
+    inside = image_folders_inside(root)
+    hint = f"; its folder {inside[0].name}/ holds images: use {inside[0]}" if inside else ""
     raise DataError(f"{root}: not a Galaxy Zoo folder: expected {IMAGE_DIRS[0]}/<GalaxyID>.jpg "
-                    f"(+ {LABELS_FILE}), {IMAGE_DIRS[1]}/, or a folder of images")
+                    f"(+ {LABELS_FILE}), {IMAGE_DIRS[1]}/, or a folder of images{hint}")
+
+
+def image_folders_inside(root) -> list[Path]:
+    """The folders directly inside `root` that hold images (<id>.jpg, .png, .fits …), `images/`
+    first: where the images of a folder without any are likely to be."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")
+             and any(image_stem(f) is not None for f in p.iterdir())]
+    return sorted(found, key=lambda p: p.name.lower() != "images")
 
 
 def open_folder(root, labels: bool | None = None, skip_bad: bool = False) -> GalaxySet:
@@ -365,18 +379,23 @@ def _roi_box(image: Image.Image, min_side: float, pad: float) -> tuple[float, fl
 
 
 def read_rgb(path: Path, pp: Preprocess, blob: bytes | None = None,
-             max_pixels: int | None = None) -> Image.Image:
-    """The image in mode RGB. JPEGs are decoded by libjpeg-turbo (`_jpeg`); FITS files are rendered
-    by `fits.to_rgb` (Lupton asinh, as Galaxy Zoo renders DECaLS); other formats, and JPEGs
-    simplejpeg refuses, go through Pillow (`_rgb`). An image of more than `max_pixels` (default
-    `MAX_PIXELS`) is refused from its header, before it is decoded. `blob`: the file's bytes when
-    they are already in memory (an upload; `path` then only names it)."""
+             max_pixels: int | None = None, target: framing.Target = framing.GZ2) -> Image.Image:
+    """The image in mode RGB. JPEGs are decoded by libjpeg-turbo (`_jpeg`); FITS files are framed
+    to `target` (`framing.frame_cutout`: rescaled so that the galaxy is as large as in a Galaxy Zoo 2
+    cutout) and rendered by `fits.render` (as Galaxy Zoo DECaLS rendered g, r, z), with what was
+    applied in the image's `info["framing"]`; other formats, and JPEGs simplejpeg refuses, go
+    through Pillow (`_rgb`), as they are. An image of more than `max_pixels` (default `MAX_PIXELS`)
+    is refused from its header, before it is decoded. `blob`: the file's bytes when they are
+    already in memory (an upload; `path` then only names it)."""
     limit = max_pixels or MAX_PIXELS
     if path.name.lower().endswith(fits.SUFFIXES):
         try:
-            return Image.fromarray(fits.to_rgb(fits.read(path, max_pixels=limit, blob=blob)))
+            framed, applied = framing.frame_cutout(fits.read(path, max_pixels=limit, blob=blob), target)
         except fits.FitsError as e:  # its message names the file
             raise DataError(str(e)) from e
+        image = Image.fromarray(fits.render(framed))
+        image.info["framing"] = applied
+        return image
     try:
         blob = path.read_bytes() if blob is None else blob
         if not blob:
@@ -513,6 +532,8 @@ def fingerprint(galaxies: GalaxySet, pp: Preprocess) -> str:
     """Hash of the image files (name, size, mtime) and the preprocessing: the cache key, also stored
     in checkpoints as the data fingerprint."""
     h = hashlib.sha1(json.dumps([CACHE_VERSION, asdict(pp)]).encode())
+    if any(p.name.lower().endswith(fits.SUFFIXES) for p in galaxies.paths):  # JPEG caches keep their key
+        h.update(f"fits rendering {FITS_RENDERING}\n".encode())
     for p in galaxies.paths:
         try:
             st = p.stat()

@@ -83,11 +83,6 @@ class Randomisation:
         return self.steps / len(self.layers)
 
     @property
-    def middle(self) -> float:
-        """|map|'s correlation with the top half of the layers randomised (step `middle_step`)."""
-        return self.at(middle_step(len(self.layers)))
-
-    @property
     def full(self) -> float:
         """|map|'s correlation with every layer randomised."""
         return self.at(len(self.layers))
@@ -235,6 +230,11 @@ def _cascade(model) -> list[tuple[str, list[nn.Module]]]:
     return steps
 
 
+def cascade_steps(model) -> int:
+    """How many layers the cascade randomises (its last step: every weight random)."""
+    return len(_cascade(model))
+
+
 def _reinitialise(modules: list[nn.Module]) -> None:
     """Each module's default initialisation (N(0, 1) for parameters of a module without one)."""
     with torch.no_grad():
@@ -244,11 +244,6 @@ def _reinitialise(modules: list[nn.Module]) -> None:
             else:
                 for p in module.parameters(recurse=False):
                     nn.init.normal_(p)
-
-
-def middle_step(n_layers: int) -> int:
-    """The cascade's step with the top half of its `n_layers` layers randomised."""
-    return n_layers // 2
 
 
 def _cpu_copy(model):
@@ -434,24 +429,27 @@ def check(model, image, question: int | None, answer: str | None = None, method:
 
 
 def survey(model, images, methods=tuple(explain.METHODS), question: int = 1, seed: int = 0,
-           options: dict[str, dict] | None = None, progress=None) -> pd.DataFrame:
+           options: dict[str, dict] | None = None, progress=None,
+           variants: dict[str, tuple[str, dict]] | None = None) -> pd.DataFrame:
     """`check` of each image's top answer to `question` (the model's, conditional) by each method: one
-    row per (image, method) with the randomisation figures (fully and half randomised), each removal
+    row per (image, method) with the randomisation figures (every layer randomised), each removal
     curve's area and its random orders', whether it beats them, `passes` and seconds.
-    `options`: a method's options by its name, e.g. {"occlusion": {"stride": 8}}."""
-    rows, n_layers = [], len(_cascade(model))
+    `options`: a method's options by its name, e.g. {"occlusion": {"stride": 8}}; `variants`: more
+    rows named by their key, each a (method, options), e.g. {"IG, black": ("integrated_gradients",
+    {"baseline": "black"})}. Every method meets the same random orders."""
+    runs = {m: (m, (options or {}).get(m, {})) for m in methods} | (variants or {})
+    rows, n_layers = [], cascade_steps(model)
     for i, image in enumerate(images):
         x = _as_input(image)
         with torch.no_grad():
             values = explain.explained_outputs(_cpu_copy(model), True)(x[None])[0]
         answer = explain._answer_column(values, question, None)  # the model's top answer
         removal = _Removal(model, x, tree.COLUMN_INDEX[answer], True, seed)  # shared by every method
-        for method in methods:
-            c = check(model, x, question, answer, method, seed=seed, at=(middle_step(n_layers), n_layers),
-                      removal=removal, **(options or {}).get(method, {}))
+        for name, (method, opts) in runs.items():
+            c = check(model, x, question, answer, method, seed=seed, at=(n_layers,), removal=removal, **opts)
             r = c.randomisation
-            row = {"image": i, "method": method, "answer": c.attribution.answer,
-                   "spearman_middle": r.middle, "spearman_full": r.full, "spearman_signed_full": r.full_signed,
+            row = {"image": i, "method": name, "answer": c.attribution.answer,
+                   "spearman_full": r.full, "spearman_signed_full": r.full_signed,
                    "spearman_as_drawn_full": r.full_as_drawn,
                    "ssim_full": r.full_ssim, "randomisation_passes": r.independent}
             for curve in c.curves:
@@ -467,7 +465,7 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
     """Per method (`survey`'s rows): galaxies, the mean and sd of each figure, and the share of the
     galaxies on which it beats random in each removal test, falls apart under randomisation, and
     passes every check."""
-    figures = [c for c in rows.columns if c.endswith(("_area", "_random", "_full", "_middle")) or c == "seconds"]
+    figures = [c for c in rows.columns if c.endswith(("_area", "_random", "_full")) or c == "seconds"]
     shares = [c for c in rows.columns if c.endswith(("_beats", "_passes")) or c == "passes"]
     grouped = rows.groupby("method", sort=False)
     out = grouped[figures].agg(["mean", "std"])

@@ -9,6 +9,10 @@ noise is never exactly 0). Negative pixels are kept: they are sky noise, and the
 to black. A truncated, corrupt or non-FITS file, or one with no valid pixel, raises `FitsError`
 naming the file (`gzcore.data` turns it into a `DataError`, which `--skip-bad` skips and reports).
 
+`render(cutout)` is what the pipeline shows a model (after `gzcore.framing` has rescaled the
+cutout): g, r, z as Galaxy Zoo DECaLS rendered them for its volunteers (`gz_decals_rgb`, ported from
+their code), other bands by `to_rgb`. `read` also gives the WCS pixel scale (arcsec per pixel).
+
 `to_rgb(cutout)` renders it north up (row 0 at the top) with the asinh stretch of Lupton et al.
 (2004, PASP 116, 133), applied to each pixel's mean intensity so that colours do not change with
 brightness, plus Galaxy Zoo's dark-grey sky, softer colours and white cores (`Stretch`). Which bands
@@ -17,8 +21,9 @@ make the picture:
 - 3 bands: bluest -> blue, middle -> green, reddest -> red (g, r, z -> B, G, R as Galaxy Zoo DECaLS);
 - more: g, r, z if all are present, else g, r, i, else the bluest, middle and reddest band.
 Named bands are ordered by wavelength (u g r i z y); if any band has no known name, file order is
-taken as blue to red. The parameters are `Stretch`'s, tuned so that example_a.fits looks like Galaxy
-Zoo's own rendering of it (tests/test_fits.py writes the two side by side).
+taken as blue to red. The parameters are `Stretch`'s, tuned so that example_a.fits looks like
+example_a.png (tests/test_fits.py writes the two side by side), which turned out to show the galaxy
+in another, wider field (README, "Framing"); its tone and sky still match Galaxy Zoo DECaLS's.
 """
 from __future__ import annotations
 
@@ -44,6 +49,7 @@ class Cutout:
     """One multi-band image."""
     pixels: np.ndarray        # float32 (bands, H, W), FITS row order (row 0 = bottom); NaN = missing
     bands: tuple[str, ...]    # lower-case band names ('g', 'r', 'z'), '' where the file says none
+    pixel_scale: float | None = None  # arcsec per pixel from the header's WCS; None: it gives none
 
     @property
     def missing(self) -> np.ndarray:
@@ -54,7 +60,7 @@ class Cutout:
 @dataclass(frozen=True)
 class Stretch:
     """Lupton et al. (2004) asinh stretch, with a black level and a colour contrast. (Decoded crops
-    are cached: a change to the defaults needs a new `data.CACHE_VERSION`.)
+    are cached: a change to the defaults needs a new `data.FITS_RENDERING`.)
 
     Each band is divided by its scale (the listed ones are nanomaggies per display unit, for DECaLS
     and SDSS; a band without one, or data in other units with `scales=()`, is divided by
@@ -123,12 +129,12 @@ def _data_bytes(header) -> int:
         int(header.get("PCOUNT", 0)) + count)
 
 
-def _open(blob: bytes, name, max_pixels: int | None) -> list[tuple[np.ndarray, list[str]]]:
-    """The image planes (and their band names) of a FITS file held in memory, after checking that
-    every HDU's data is all there: astropy only warns of a truncated file, then fails on reading
-    its data with "cannot reshape array" or "buffer is too small", which names nothing. An image
-    with an axis of length 0 has no data (FITS standard 4.4.1); one whose planes have more than
-    `max_pixels` is refused before its data is read."""
+def _open(blob: bytes, name, max_pixels: int | None) -> list[tuple[np.ndarray, list[str], float | None]]:
+    """The image planes (with their band names and WCS pixel scale) of a FITS file held in memory,
+    after checking that every HDU's data is all there: astropy only warns of a truncated file, then
+    fails on reading its data with "cannot reshape array" or "buffer is too small", which names
+    nothing. An image with an axis of length 0 has no data (FITS standard 4.4.1); one whose planes
+    have more than `max_pixels` is refused before its data is read."""
     from astropy.io import fits as afits
 
     with warnings.catch_warnings():
@@ -150,8 +156,25 @@ def _open(blob: bytes, name, max_pixels: int | None) -> list[tuple[np.ndarray, l
                     raise FitsError(f"{name}, HDU {k}: {axes[0]}x{axes[1]} pixels, more than the "
                                     f"{max_pixels:,} allowed")
                 planes = _planes(hdu.data, raw["BITPIX"] < 0, f"{name}, HDU {k}")
-                images.append((planes, _band_names(hdu.header, len(planes))))
+                images.append((planes, _band_names(hdu.header, len(planes)), pixel_scale(hdu.header)))
             return images
+
+
+def pixel_scale(header) -> float | None:
+    """Arcseconds per pixel of an image HDU's celestial WCS (the mean of its two axes, which a
+    cutout service makes equal), or None when the header has no celestial WCS."""
+    from astropy.wcs import WCS
+    from astropy.wcs.utils import proj_plane_pixel_scales
+
+    try:
+        wcs = WCS(header, naxis=2).celestial
+        if not wcs.has_celestial:
+            return None
+        arcsec = proj_plane_pixel_scales(wcs) * 3600  # degrees -> arcsec (the CUNITs are degrees)
+    except Exception:  # astropy raises many types for odd WCS cards: then there is no scale to use
+        return None
+    arcsec = float(np.mean(arcsec))
+    return arcsec if np.isfinite(arcsec) and arcsec > 0 else None
 
 
 def _planes(data: np.ndarray, floating: bool, where: str) -> np.ndarray:
@@ -187,14 +210,15 @@ def read(path, max_pixels: int | None = None, blob: bytes | None = None) -> Cuto
         raise FitsError(f"{path}: not a readable FITS file ({type(e).__name__}: {e})") from e
     if not images:
         raise FitsError(f"{path}: no image in any HDU")
-    shapes = {planes.shape[1:] for planes, _ in images}
+    shapes = {planes.shape[1:] for planes, _, _ in images}
     if len(shapes) > 1:
         raise FitsError(f"{path}: the HDUs' images differ in size {sorted(shapes)}; "
                         f"bands must share one pixel grid")
-    pixels = np.concatenate([planes for planes, _ in images])
+    pixels = np.concatenate([planes for planes, _, _ in images])
     if np.isnan(pixels).all():
         raise FitsError(f"{path}: every pixel is missing (NaN or 0): outside the survey?")
-    return Cutout(pixels, tuple(b for _, names in images for b in names))
+    scales = [scale for _, _, scale in images if scale]
+    return Cutout(pixels, tuple(b for _, names, _ in images for b in names), scales[0] if scales else None)
 
 
 def _gunzip(blob: bytes, path: Path, limit: int | None) -> bytes:
@@ -277,3 +301,62 @@ def to_rgb(cutout: Cutout, stretch: Stretch = DECALS) -> np.ndarray:
     if len(index) < 3:
         planes = np.repeat(planes.mean(axis=0, keepdims=True), 3, axis=0)
     return np.ascontiguousarray(lupton(planes, stretch)[::-1])
+
+
+# ---------------------------------------------------------------- Galaxy Zoo DECaLS's own rendering
+
+# Ported from willettk/decals (MIT licence; see ../shared/data/decals-fits/LICENSE), the code that
+# made Galaxy Zoo DECaLS's volunteer images: `dr2_style_rgb` in
+# python/a_download_decals/get_images/image_utils.py ("originally written by Dustin Lang and used by
+# Kyle Willett for DECALS DR1/DR2 Galaxy Zoo subjects"), called by `make_png_from_fits` in
+# get_images/download_images_threaded.py with the parameters below, then saved with matplotlib's
+# imsave(origin='lower') (north up; floats in [0, 1] truncated to 8 bits).
+GZ_DECALS_SCALES = {"g": 0.008, "r": 0.014, "z": 0.019}  # nanomaggies per display unit (its `_scales`)
+GZ_DECALS_RANGE = (-0.5, 300.0)  # display units that become black and white, before the arcsinh (`_mnmx`)
+RENDERINGS = {  # the names `render` gives, as a page or a checkpoint says them
+    "gz-decals": "Galaxy Zoo DECaLS's own colour rendering of g, r, z (dr2_style_rgb: per-band arcsinh, "
+                 "desaturated; willettk/decals)",
+    "lupton": "Lupton et al. (2004) asinh stretch of the pixel's mean intensity (gzcore.fits.Stretch)",
+}
+
+
+def gz_decals_tone(x):
+    """Display units (flux / band scale) -> 0..1 (unclipped): Galaxy Zoo DECaLS's arcsinh between
+    GZ_DECALS_RANGE (dr2_style_rgb with arcsinh=1)."""
+    low, high = np.arcsinh(GZ_DECALS_RANGE[0]), np.arcsinh(GZ_DECALS_RANGE[1])
+    return (np.arcsinh(x) - low) / (high - low)
+
+
+def gz_decals_untone(v):
+    """`gz_decals_tone`'s inverse: 0..1 -> display units."""
+    low, high = np.arcsinh(GZ_DECALS_RANGE[0]), np.arcsinh(GZ_DECALS_RANGE[1])
+    return np.sinh(np.asarray(v, dtype=np.float64) * (high - low) + low)
+
+
+def gz_decals_rgb(cutout: Cutout) -> np.ndarray:
+    """The g, r, z bands of `cutout` as Galaxy Zoo DECaLS rendered them for its volunteers: uint8
+    (H, W, 3), north up. z -> red, r -> green, g -> blue, each divided by its GZ_DECALS_SCALES,
+    through `gz_decals_tone`, then dr2_style_rgb's desaturation (pixels dominated by one colour pulled
+    towards grey, so the sky does not speckle), clipped to 0..1. Missing pixels (NaN) take the
+    other bands' mean, or 0 (sky) where no band has data (`_fill_missing`)."""
+    planes = np.stack([cutout.pixels[cutout.bands.index(b)] / GZ_DECALS_SCALES[b] for b in "zrg"])
+    rgb = gz_decals_tone(_fill_missing(planes.astype(np.float64)))
+    mean = rgb.mean(axis=0)
+    mean = np.where(mean == 0.0, 1.0, mean)  # as their np.putmask(a, a == 0.0, 1.0)
+    weight = np.minimum(np.max(rgb / mean / 2.5, axis=0), 1.0)  # the largest share of one colour
+    weight = np.sin((1 - weight) * np.pi / 2.0)
+    rgb = rgb * weight + mean * (1 - weight) + mean * (1 - weight) ** 2 * rgb
+    out = (np.clip(rgb, 0.0, 1.0) * 255).astype(np.uint8)  # matplotlib's imsave truncates
+    return np.ascontiguousarray(out.transpose(1, 2, 0)[::-1])
+
+
+def rendering_of(bands: tuple[str, ...]) -> str:
+    """The rendering `render` uses for these bands: "gz-decals" when g, r and z are among them
+    (DECaLS and other g, r, z surveys), else "lupton"."""
+    return "gz-decals" if set(GZ_DECALS_SCALES) <= set(bands) else "lupton"
+
+
+def render(cutout: Cutout) -> np.ndarray:
+    """The cutout as the pipeline shows it to a model: uint8 (H, W, 3), north up, by `rendering_of`
+    its bands (Galaxy Zoo DECaLS's own rendering for g, r, z; `to_rgb` otherwise)."""
+    return gz_decals_rgb(cutout) if rendering_of(cutout.bands) == "gz-decals" else to_rgb(cutout)

@@ -295,7 +295,7 @@ def check_config(config, where: str = "model_config") -> None:
         raise ValueError(f"{where} has an unknown key {unknown[0]!r}; a model is built from "
                          f"{', '.join(known)}")
     name, head = config.get("name", "dieleman"), config.get("head", "tree")
-    if head not in HEADS:
+    if not isinstance(head, str) or head not in HEADS:
         raise ValueError(f"{where}: head {head!r} is not one gzcore builds ({', '.join(HEADS)})")
     if name == "ensemble":
         members = config.get("members")
@@ -304,7 +304,7 @@ def check_config(config, where: str = "model_config") -> None:
         for i, member in enumerate(members):
             check_config(member, f"{where}.members[{i}]")
         return
-    if name not in BACKBONES:
+    if not isinstance(name, str) or name not in BACKBONES:
         raise ValueError(f"{where}: model name {name!r} is not one gzcore builds ({', '.join(BACKBONES)})")
     if config.get("members") is not None:
         raise ValueError(f"{where}: 'members' belongs to an ensemble, not to a {name!r} model")

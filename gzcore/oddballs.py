@@ -25,6 +25,9 @@ order made; `marks_table` / `read_marks` are its CSV (GalaxyID, mark).
 """
 from __future__ import annotations
 
+import io
+import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -37,6 +40,10 @@ BACKGROUND = 200  # random galaxies taken as negatives by `more_like`
 MARKS = ("seed", "interesting", "not interesting")
 COLUMN = "oddness"  # the anomaly score's column in Browse's table
 VERSION = 1       # of the cached scores
+MAX_MARKS = 10_000        # rows of a marks CSV: a search marks tens to hundreds of galaxies
+MAX_MARKS_BYTES = 2 ** 20  # bytes of a marks CSV (1 MB, as Streamlit counts it): 10,000 rows take ~0.3 MB
+INT64_MAX = 2 ** 63 - 1   # the largest GalaxyID (ids are int64 everywhere)
+_ID = re.compile(r"[0-9]+")  # ASCII digits: "²" and "١٢" are digits to Python's isdigit, not ids
 
 
 def anomaly(embeddings: np.ndarray, k: int = K, chunk: int = 512, progress=None) -> np.ndarray:
@@ -110,21 +117,57 @@ def marks_table(marks: dict) -> pd.DataFrame:
                          "mark": pd.Series(list(marks.values()), dtype="object")})
 
 
-def read_marks(source, name: str | None = None) -> dict[int, str]:
-    """Marks from a CSV of `marks_table` (a path or an open file, `name` naming it in errors);
-    DataError naming the file and what is wrong."""
-    name = name or str(source)
+def _capped(source, name: str) -> bytes:
+    """The bytes of a marks CSV (a path, or an open text or binary file), DataError past MAX_MARKS_BYTES
+    (read no further than that)."""
     try:
-        table = pd.read_csv(source, dtype=str, keep_default_na=False)
-    except (OSError, ValueError) as e:  # pandas' parser and empty-file errors are ValueErrors
-        raise data.DataError(f"{name}: cannot read it as a marks CSV ({e})") from e
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as f:
+                raw = f.read(MAX_MARKS_BYTES + 1)
+        else:
+            raw = source.read(MAX_MARKS_BYTES + 1)
+    except OSError as e:
+        raise data.DataError(f"{name}: cannot read it ({e.strerror or e})") from e
+    raw = raw.encode() if isinstance(raw, str) else raw
+    if len(raw) > MAX_MARKS_BYTES:
+        raise data.DataError(f"{name}: more than {MAX_MARKS_BYTES // 2 ** 20} MB; a marks CSV holds at most "
+                             f"{MAX_MARKS:,} rows")
+    return raw
+
+
+def _cell(text: str) -> str:
+    """A cell as an error quotes it: its first 24 characters."""
+    return repr(text if len(text) <= 24 else text[:24] + "…")
+
+
+def read_marks(source, name: str | None = None) -> dict[int, str]:
+    """Marks from a CSV of `marks_table` (a path or an open file, `name` naming it in errors), at most
+    MAX_MARKS_BYTES and MAX_MARKS rows; a GalaxyID is the ASCII digits of a number up to INT64_MAX.
+    DataError naming the file, the row and what is wrong."""
+    name = name or str(source)
+    raw = _capped(source, name)
+    try:
+        table = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False, encoding="utf-8")
+    except (OSError, ValueError) as e:  # pandas' parser, decoding and empty-file errors are ValueErrors
+        raise data.DataError(f"{name}: cannot read it as a marks CSV ({' '.join(str(e).split())[:200]})") from e
     if list(table.columns[:2]) != ["GalaxyID", "mark"]:
         raise data.DataError(f"{name}: a marks CSV has the columns GalaxyID, mark; found "
-                             f"{', '.join(map(str, table.columns)) or 'none'}")
+                             f"{', '.join(_cell(str(c)) for c in table.columns[:5]) or 'none'}")
+    if len(table) > MAX_MARKS:
+        raise data.DataError(f"{name}: {len(table):,} rows; a marks CSV holds at most {MAX_MARKS:,}")
+    marks = {}
     for i, (gid, mark) in enumerate(zip(table["GalaxyID"], table["mark"])):
-        if not gid.strip().isdigit():
-            raise data.DataError(f"{name}: row {i + 2} has no GalaxyID (found {gid!r})")
+        gid = gid.strip(" \t")
+        if not gid:
+            raise data.DataError(f"{name}: row {i + 2} has no GalaxyID (its cell is empty)")
+        if not _ID.fullmatch(gid):
+            raise data.DataError(f"{name}: row {i + 2} has no GalaxyID (found {_cell(gid)}: a GalaxyID is "
+                                 f"made of the digits 0-9)")
+        if len(gid) > 19 or int(gid) > INT64_MAX:
+            raise data.DataError(f"{name}: row {i + 2} has no GalaxyID (found {_cell(gid)}: beyond "
+                                 f"{INT64_MAX:,}, the largest id gzcore reads)")
         if mark not in MARKS:
-            raise data.DataError(f"{name}: row {i + 2} has the mark {mark!r}; a mark is one of "
+            raise data.DataError(f"{name}: row {i + 2} has the mark {_cell(mark)}; a mark is one of "
                                  f"{', '.join(MARKS)}")
-    return {int(gid): mark for gid, mark in zip(table["GalaxyID"], table["mark"])}
+        marks[int(gid)] = mark
+    return marks

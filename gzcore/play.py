@@ -24,7 +24,8 @@ def next_question(walk: Walk) -> int | None:
 def compare(walk: Walk, crowd_weighted, model_weighted=None) -> pd.DataFrame:
     """One row per question the visitor answered: their answer, the share of the crowd (and of the
     model) that gave it, and the crowd's and model's own top answers (conditional fractions). Where
-    the crowd's answers are unknown (partial labels) the share is NaN and `crowd agrees` None."""
+    the crowd's answers are unknown (partial labels: "no labels") or nobody reached the question
+    ("wasn't asked") the share is NaN and `crowd agrees` None."""
     sources = {"crowd": crowd_weighted, "model": model_weighted}
     cond = {k: tree.to_conditional(v)[0] for k, v in sources.items() if v is not None}
     rows = []
@@ -36,7 +37,11 @@ def compare(walk: Walk, crowd_weighted, model_weighted=None) -> pd.DataFrame:
                 row.update({f"{name} share of your answer": np.nan, f"{name} answer": "no labels",
                             f"{name} agrees": None})
                 continue
-            part = np.nan_to_num(c[s])
+            if np.isnan(c[s]).any():  # nobody reached the question: no answer to compare with
+                row.update({f"{name} share of your answer": np.nan, f"{name} answer": "wasn't asked",
+                            f"{name} agrees": None})
+                continue
+            part = c[s]
             top = int(part.argmax())
             row[f"{name} share of your answer"] = float(part[k])
             row[f"{name} answer"] = f"{q.answers[top].long} ({part[top]:.0%})"

@@ -23,6 +23,13 @@ import pandas as pd
 from . import checkpoint, data, targets, train
 
 NICE = 10  # the training process's niceness: the CPU goes to the pages first
+# The Train page's defaults. A quick look at the tree: 3 epochs on 256 galaxies. A first model of a
+# labels CSV's targets (a few hundred labels, one thread): the default small model from scratch for
+# 4 minutes, batches of 32, a quarter held out, so that ~100 galaxies score it. Chosen from issue
+# 14's measurements before the app's run was (docs/BENCHMARKS.md, notes: metallicity from 400 SDSS
+# images, 0.095 dex in 5 minutes from scratch, 0.101 fine-tuned).
+QUICK_TREE = train.TrainConfig(epochs=3, subset=256)
+FIRST_TARGET = train.TrainConfig(minutes=4.0, val_fraction=0.25, batch_size=32)
 SPAWN = multiprocessing.get_context("spawn")  # a fresh interpreter: none of the server's threads or locks
 
 
@@ -91,12 +98,23 @@ class Run:
         steps = [info for event, info in self.events if event == "step"]
         return 1.0 if self.result else min(steps[-1]["progress"], 1.0) if steps else 0.0
 
+    def seconds_left(self) -> float | None:
+        """An estimate of the time the run has to go: by its time budget (config.minutes), else by its
+        pace so far; 0 once it ended, None before its first step without a budget."""
+        if not self.running:
+            return 0.0
+        progress = self.progress
+        if self.config.minutes:
+            return self.config.minutes * 60 * (1 - progress)
+        return (time.time() - self.started) * (1 - progress) / progress if progress > 0 else None
+
     def status(self) -> str:
         if self.error:
             return f"failed: {self.error}"
         if self.result:
             stopped = " (stopped early)" if self.stop.is_set() else ""
-            return (f"done{stopped}: best validation RMSE {self.result['val_rmse']:.4f} "
+            unit = self.result["task"].shared_unit if "task" in self.result else ""
+            return (f"done{stopped}: best validation RMSE {self.result['val_rmse']:.4f}{' ' + unit if unit else ''} "
                     f"({self.result['device']}, {self.result['precision']})")
         if self.stop.is_set():
             return "stopping after the current batch…"

@@ -8,6 +8,8 @@ indices) and how raw outputs are decoded into the user's units (decoded classes 
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -26,6 +28,7 @@ class Task:
     target: str | None = None       # classification: the CSV column holding the class names
     mean: tuple[float, ...] = ()    # regression: the training rows' mean of each target...
     std: tuple[float, ...] = ()     # ...and spread (the model predicts standardised values)
+    units: tuple[str, ...] = ()     # regression: each target's units ("dex"; "" or absent: none)
 
     @property
     def head(self) -> str:
@@ -41,6 +44,22 @@ class Task:
     def unit_name(self) -> str:
         """How scores are read: "RMSE" over answers or targets, "RMSE of class probabilities"."""
         return "RMSE of class probabilities" if self.kind == "classification" else "RMSE"
+
+    def unit(self, column: str) -> str:
+        """The units of a target column ("" when it has none, or for the tree and classes)."""
+        i = self.columns.index(column) if column in self.columns else len(self.units)
+        return self.units[i] if i < len(self.units) else ""
+
+    @property
+    def shared_unit(self) -> str:
+        """The units every target shares (an RMSE over all of them is in these), else ""."""
+        units = {self.unit(c) for c in self.columns}
+        return units.pop() if self.kind == "regression" and len(units) == 1 else ""
+
+    def format(self, column: str, value: float, spread: float | None = None) -> str:
+        """A value of `column` as every page and command shows it: "8.94 ± 0.02 dex" (`value_text`
+        with the column's units)."""
+        return value_text(value, spread, self.unit(column))
 
     def fitted(self, labels: np.ndarray) -> "Task":
         """The task with its normalisation taken from training labels (regression only)."""
@@ -92,7 +111,7 @@ class Task:
         if not d:
             return TREE
         d = dict(d)
-        for key in ("columns", "mean", "std"):
+        for key in ("columns", "mean", "std", "units"):
             d[key] = tuple(d.get(key) or ())
         return cls(**d)
 
@@ -100,16 +119,44 @@ class Task:
 TREE = Task("tree", tree.COLUMNS)
 
 
+def value_text(value: float, spread: float | None = None, unit: str = "") -> str:
+    """"8.94 ± 0.02 dex": the value to the spread's precision (one significant digit of the spread,
+    two when it starts with 1), or to 3 significant digits without a spread; then the units."""
+    if value is None or not np.isfinite(value):
+        return "–"
+    if spread is None or not np.isfinite(spread) or spread <= 0:
+        text = f"{value:.3g}"
+    else:
+        digits = -math.floor(math.log10(spread))
+        digits += f"{spread:.0e}".startswith("1")  # 0.15 keeps two digits: ± 0.15, not ± 0.1
+        digits = min(digits, 12)
+        if digits > 0:
+            text = f"{value:.{digits}f} ± {spread:.{digits}f}"
+        else:  # a spread of tens or more: both rounded to its leading digit's place
+            text = f"{round(value, digits):.0f} ± {round(spread, digits):.0f}"
+    return f"{text} {unit}" if unit else text
+
+
+def header_units(column: str) -> str:
+    """The units a CSV header gives its column: "oh_p50 [dex]" -> "dex", "mass (log Msun)" ->
+    "log Msun"; "" when it names none."""
+    match = re.fullmatch(r".*?\s*[\[(]\s*([^\[\]()]+?)\s*[\])]\s*", column)
+    return match.group(1) if match else ""
+
+
 def of_checkpoint(ckpt: dict) -> Task:
     return Task.from_dict(ckpt.get("task"))
 
 
-def read(csv_path, targets=(), task: Task | None = None) -> tuple[np.ndarray, np.ndarray, Task]:
+def read(csv_path, targets=(), task: Task | None = None, units=(), classes: bool = False
+         ) -> tuple[np.ndarray, np.ndarray, Task]:
     """(ids int64, labels float32 (N, K) with NaN for unknown, the task) from a CSV whose first
     column is the image id and which holds the `targets` columns. One non-numeric target column is
-    a classification task (its distinct values, sorted, are the classes); numeric ones are
-    regression targets. With a trained model's `task`, its columns and classes are read instead
-    (evaluation). Errors name the file and the line."""
+    a classification task (its distinct values, sorted, are the classes), as is one column of
+    numbers with `classes` (its values are class names: 0, 1, 2); numeric ones are regression
+    targets, in `units` (one per target; by default those their headers give, `header_units`).
+    With a trained model's `task`, its columns and classes are read instead (evaluation). Errors
+    name the file and the line."""
     import pandas as pd
 
     csv_path = Path(csv_path)
@@ -128,18 +175,77 @@ def read(csv_path, targets=(), task: Task | None = None) -> tuple[np.ndarray, np
     text = np.isnan(values) & ~unknown
     if task is not None and task.kind == "classification":
         return ids, _class_indices(cells.iloc[:, 0], unknown[:, 0], task.columns, csv_path), task
-    if text.any(axis=0).any():
+    if classes and len(targets) > 1:
+        raise DataError(f"{csv_path}: classes come from one column; {len(targets)} were named")
+    if text.any(axis=0).any() or classes:
         if len(targets) > 1:
             j = int(np.flatnonzero(text.any(axis=0))[0])
             raise DataError(f"{csv_path}: column {targets[j]!r} holds text (class names), which is "
                             f"a classification target: train it alone")
-        classes = tuple(sorted(set(cells.iloc[:, 0][~unknown[:, 0]])))
+        classes = tuple(sorted(set(cells.iloc[:, 0][~unknown[:, 0]]), key=_class_order))
         labels = _class_indices(cells.iloc[:, 0], unknown[:, 0], classes, csv_path)
         return ids, labels, Task("classification", classes, target=targets[0])
     if not np.isfinite(values[~unknown]).all():
         i, j = np.argwhere(~np.isfinite(values) & ~unknown)[0]
         raise DataError(f"{csv_path}, line {i + 2}: {targets[j]} is not a finite number")
-    return ids, values.astype(np.float32), Task("regression", tuple(targets))
+    units = tuple(units) or tuple(header_units(t) for t in targets)
+    if len(units) != len(targets):
+        raise DataError(f"{csv_path}: {len(units)} units for {len(targets)} targets; give one per target")
+    return ids, values.astype(np.float32), Task("regression", tuple(targets),
+                                                 units=units if any(units) else ())
+
+
+def _class_order(name: str) -> tuple:
+    """Classes sorted by name, those that are numbers by value (2 before 10)."""
+    try:
+        return (0, float(name), name)
+    except ValueError:
+        return (1, 0.0, name)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of a labels CSV that a model could learn (`columns`)."""
+    name: str
+    known: int          # rows with a value
+    numbers: bool       # every known value is a number (a regression target, or classes named 0, 1 …)
+    distinct: int       # distinct known values
+    units: str          # as its header gives them (`header_units`)
+
+    @property
+    def kind(self) -> str:
+        """The task it trains by default: "regression" for numbers, else "classification"."""
+        return "regression" if self.numbers else "classification"
+
+
+def columns(csv_path) -> tuple[str, list[Column]]:
+    """(the id column's name, the other columns of a labels CSV as `Column`s), for a target picker.
+    The first column must hold image ids (DataError naming the line otherwise)."""
+    import pandas as pd
+
+    csv_path = Path(csv_path)
+    df = data.read_table(csv_path)
+    if len(df.columns) < 2:
+        raise DataError(f"{csv_path}: only one column ({df.columns[0]}); expected the image id and then "
+                        f"at least one target column")
+    _ids(df.iloc[:, 0], csv_path)
+    found = []
+    for name in df.columns[1:]:
+        cells = df[name].str.strip()
+        known = cells[~cells.isin(data.UNKNOWN)]
+        numbers = pd.to_numeric(known, errors="coerce")
+        found.append(Column(name, len(known), bool(numbers.notna().all()), int(known.nunique()),
+                            header_units(name)))
+    return df.columns[0], found
+
+
+def labels_near(folder) -> list[Path]:
+    """The CSV files in an image folder and in the folder above it (where `images/` and its
+    `labels.csv` usually sit), but Kaggle's answers file (the tree's labels): labels CSVs to offer."""
+    folder = Path(folder)
+    places = [folder] + ([folder.parent] if folder.parent != folder else [])
+    found = [p for place in places if place.is_dir() for p in sorted(place.glob("*.csv"))]
+    return [p for p in found if p.name != data.LABELS_FILE]
 
 
 def _class_indices(names, unknown, classes, csv_path: Path) -> np.ndarray:
@@ -172,10 +278,11 @@ def _ids(column, csv_path: Path) -> np.ndarray:
 
 
 def open_labelled(folders, labels=None, targets=(), task: Task | None = None,
-                  skip_bad: bool = False) -> tuple[data.GalaxySet, Task]:
+                  skip_bad: bool = False, units=(), classes: bool = False) -> tuple[data.GalaxySet, Task]:
     """The labelled galaxies of one or more folders and the task their labels set: the folders' own
     Kaggle answers (the tree; partial ones allowed), or the `targets` columns of the CSV `labels`
-    whose first column is the image id (or `task`'s columns, for a trained model)."""
+    whose first column is the image id (or `task`'s columns, for a trained model); `units` and
+    `classes` as `read` takes them."""
     folders = [folders] if isinstance(folders, (str, Path)) else list(folders)
     if labels is None:
         return data.GalaxySet.concat([data.open_folder(f, labels=True, skip_bad=skip_bad)
@@ -183,7 +290,7 @@ def open_labelled(folders, labels=None, targets=(), task: Task | None = None,
     if task is not None and task.kind == "tree":  # Kaggle answers from a CSV outside the folder
         ids, values = data.read_labels(labels)
     else:
-        ids, values, task = read(labels, targets, task)
+        ids, values, task = read(labels, targets, task, units, classes)
     images = data.GalaxySet.concat([data.images_of(f) for f in folders])
     return data.with_labels(images, ids, values, skip_bad=skip_bad), task
 

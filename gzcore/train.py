@@ -54,6 +54,8 @@ class TrainConfig:
     threads: int | None = None    # torch CPU threads (None: the cores other processes leave free, each epoch)
     labels: str | None = None     # a CSV of targets (first column: the image id); None = Kaggle answers
     targets: tuple[str, ...] = () # its columns to learn (numbers: regression; class names: a classifier)
+    units: tuple[str, ...] = ()   # the targets' units, one each, kept in the checkpoint (): their headers'
+    classes: bool = False         # one column of numbers read as class names (0, 1, 2): a classifier
     init: str | None = None       # fine-tune: start from this checkpoint's backbone (see with_init)
     backbone_lr: float = 0.1      # fine-tuning: the backbone's learning rate relative to the head's
     teacher: str | None = None    # distil: learn this checkpoint's answers too (see with_teacher)
@@ -71,6 +73,9 @@ class TrainConfig:
             models.check_size(self.model, self.width)  # before anything is allocated
         if bool(self.labels) != bool(self.targets):
             raise ValueError("a labels CSV (--labels) and its target columns (--target) go together")
+        if self.units and len(self.units) != len(self.targets):
+            raise ValueError(f"{len(self.units)} units (--units) for {len(self.targets)} targets: give one "
+                             f"per --target")
         if self.teacher and (self.labels or self.init):
             raise ValueError("distillation learns the teacher's 37 answers: it takes no --labels or --init")
         if not 0 <= self.swa < 1:
@@ -199,7 +204,8 @@ def prepare(data_dir, cfg: TrainConfig, cache_dir=None, progress=None, teaching=
     if cfg.teacher:
         galaxies, task = distill.open_every_image(data_dir, skip_bad=cfg.skip_bad), targets.TREE
     else:
-        galaxies, task = targets.open_labelled(data_dir, cfg.labels, cfg.targets, skip_bad=cfg.skip_bad)
+        galaxies, task = targets.open_labelled(data_dir, cfg.labels, cfg.targets, skip_bad=cfg.skip_bad,
+                                               units=cfg.units, classes=cfg.classes)
     crops, galaxies = data.load_crops(galaxies, cfg.preprocess, cache_dir=cache_dir, skip_bad=cfg.skip_bad,
                                       progress=progress, share=(distributed.rank(), distributed.world()))
     if not len(galaxies):

@@ -9,15 +9,23 @@ Before anything is decoded, a file is refused, with a DataError naming it, when 
   reverse): the pipeline reads a file as FITS by its name;
 - more pixels than `Limits.pixels`, read from its header (data.read_rgb's check).
 A public demo (gzcore.dashboard.access.public) has stricter limits than a local tool.
+
+Framing (gzcore.framing): a FITS cutout is rescaled so that its galaxy is as large as in the
+model's training pictures (from its measured size; the pixel scale from its WCS), then rendered; a
+JPEG or PNG is framed the same way when its pixel scale is given, else cropped as it is (a Galaxy
+Zoo 2 cutout's crop stays byte for byte the one its folder gives) with a warning. `Upload.framing`
+says what was applied, the crop box included.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import io
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from . import data, fits
+from . import data, fits, framing
 
 MB = 2 ** 20  # Streamlit's megabyte (server.maxUploadSize counts these)
 # what a file's first bytes are, by kind
@@ -47,8 +55,11 @@ def limits(public: bool) -> Limits:
 class Upload:
     name: str
     picture: np.ndarray  # uint8 (H, W, 3): the whole image as the pipeline decodes it (FITS rendered),
-    #                      at most PICTURE px a side
+    #                      framed (`framing`), at most PICTURE px a side
     crop: np.ndarray     # uint8 (size, size, channels): what the model's input is cut from
+    framing: framing.Applied | None = None  # what was done to frame it, and the crop box (in `picture`'s
+    #                                         pixels before the thumbnail: `scale` converts)
+    scale: float = 1.0   # picture pixels per pixel of the framed image (< 1 when the thumbnail shrank it)
 
 
 def kind(blob: bytes, name: str) -> str:
@@ -66,26 +77,84 @@ def kind(blob: bytes, name: str) -> str:
     return found
 
 
-def read_bytes(blob: bytes, name: str, pp: data.Preprocess, public: bool = False) -> Upload:
+def read_bytes(blob: bytes, name: str, pp: data.Preprocess, public: bool = False,
+               pixel_scale: float | None = None, target: framing.Target = framing.GZ2) -> Upload:
     """An uploaded file's bytes -> its picture and the crop gzcore.data makes of a file `name`
-    (`name` names it in every message), within `limits(public)`."""
+    (`name` names it in every message), within `limits(public)`, framed to `target` (the
+    checkpoint's, `checkpoint.framing_of`): a FITS by its WCS and its galaxy's measured size, a JPEG
+    or PNG only with its `pixel_scale` (arcsec per pixel of the file as given)."""
     cap = limits(public)
     _check_bytes(len(blob), name, cap)
-    kind(blob, name)
-    image = data.read_rgb(Path(name), pp, blob=blob, max_pixels=cap.pixels)
-    crop = data.crop_of(image, pp)
+    found = kind(blob, name)
+    if pixel_scale is not None and not (np.isfinite(pixel_scale) and pixel_scale > 0):
+        raise data.DataError(f"{name}: pixel scale {pixel_scale!r}: give arcseconds per pixel, above 0")
+    image = data.read_rgb(Path(name), pp, blob=blob, max_pixels=cap.pixels, target=target)
+    if found == "FITS":
+        applied = image.info["framing"]
+        if pixel_scale and applied.pixel_scale is None:
+            applied = replace(applied, note=_joined(applied.note, "--pixel-scale is for JPEG and PNG files: "
+                                                    "a FITS gives its own in its WCS"))
+    else:
+        if pixel_scale:  # framed from the file's full pixels (read_rgb may decode a JPEG at 1/2 or less)
+            with Image.open(io.BytesIO(blob)) as img:  # its size was checked by read_rgb
+                image = data._rgb(img)
+        framed, applied = framing.frame_picture(np.asarray(image), pixel_scale, target)
+        if applied.established:
+            image = Image.fromarray(framed)
+    box = data.crop_box(image, pp)
+    crop = data.crop_of(image, pp, box)
+    side = image.width
     image.thumbnail((PICTURE, PICTURE))
-    return Upload(name, np.asarray(image), crop)
+    return Upload(name, np.asarray(image), crop, replace(applied, box=box), image.width / side)
 
 
-def read(path, pp: data.Preprocess, public: bool = False) -> Upload:
+def _joined(*notes) -> str | None:
+    return "; ".join(n for n in notes if n) or None
+
+
+def read(path, pp: data.Preprocess, public: bool = False, pixel_scale: float | None = None,
+         target: framing.Target = framing.GZ2) -> Upload:
     """One image file, as `read_bytes` takes it (its size checked before it is read)."""
     path = Path(path)
     _check_bytes(path.stat().st_size, path, limits(public))
-    return read_bytes(path.read_bytes(), str(path), pp, public)
+    return read_bytes(path.read_bytes(), str(path), pp, public, pixel_scale, target)
+
+
+def with_box(upload: Upload, colour=(255, 214, 0)) -> np.ndarray:
+    """The upload's picture with its crop box drawn (what the model's input is cut from)."""
+    picture = Image.fromarray(upload.picture)
+    if upload.framing is not None and upload.framing.box is not None:
+        from PIL import ImageDraw
+
+        lo, hi = (v * upload.scale for v in upload.framing.box)
+        offset_x = (picture.width - picture.height) / 2 if picture.width > picture.height else 0
+        offset_y = (picture.height - picture.width) / 2 if picture.height > picture.width else 0
+        width = max(1, round(picture.width / 212))
+        ImageDraw.Draw(picture).rectangle((offset_x + lo, offset_y + lo, offset_x + hi, offset_y + hi),
+                                          outline=colour, width=width)
+    return np.asarray(picture)
 
 
 def _check_bytes(size: int, name, cap: Limits) -> None:
     if size > cap.bytes:
         raise data.DataError(f"{name}: {size / MB:.1f} MB ({size:,} bytes), more than the {cap.bytes // MB} MB "
                              f"accepted here")
+
+
+def known_galaxy(crop: np.ndarray, crops: np.ndarray, ids, chunk: int = 4096) -> int | None:
+    """The id of the loaded galaxy whose crop is `crop` byte for byte (the same pixels after
+    decoding, cropped as the data's are: an upload of one of its images), else None.
+
+    `crops` (N, s, s, C) uint8, the data's crop cache (memory-mapped: read a chunk at a time); `ids`
+    their GalaxyIDs. The centre row of each crop is compared first, whole crops only where it
+    matches. Of identical crops (a duplicated image) the first is named."""
+    crop = np.asarray(crop)
+    if crop.shape != tuple(crops.shape[1:]) or crop.dtype != crops.dtype:
+        return None  # another preprocessing: not comparable
+    middle = crop.shape[0] // 2
+    for start in range(0, len(crops), chunk):
+        rows = crops[start:start + chunk, middle]  # (n, s, C): one row of pixels each
+        for k in np.flatnonzero((rows == crop[middle]).all(axis=(1, 2))):
+            if np.array_equal(crops[start + k], crop):
+                return int(ids[start + k])
+    return None

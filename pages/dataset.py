@@ -3,7 +3,7 @@ confident galaxy for each answer."""
 import streamlit as st
 
 from gzcore import catalog, tree
-from gzcore.dashboard import charts, navigation, state
+from gzcore.dashboard import access, charts, navigation, state
 
 navigation.through_app()  # app.py's set-up first, even when a fresh server's first request is this page
 
@@ -15,7 +15,7 @@ source = st.segmented_control("Answers of", sources, default=sources[0], key="da
 counts = catalog.question_counts(ctx.table)  # galaxies with crowd labels, per question
 partial = source == "crowd" and not all(counts.values())
 known = ", ".join(f"Q{n} ({c:,} galaxies)" for n, c in counts.items() if c)
-st.caption(f"{len(ctx.table):,} galaxies in `{ctx.data_dir}`" +
+st.caption(f"{len(ctx.table):,} galaxies in `{access.named(ctx.data_dir)}`" +
            (f" · partial labels: crowd answers for {known}" if partial else ""))
 
 left, right = st.columns([3, 1])

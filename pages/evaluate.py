@@ -35,7 +35,7 @@ baselines = state.baselines(ctx) if scope == "held out" else state.baselines_ove
 frame = pd.DataFrame({"predictor": [f"model ({state.prediction_kind(ctx)})", *baselines],
                       "RMSE": [catalog.scores(table, None, task.columns)["rmse"], *baselines.values()],
                       "kind": ["model"] + ["baseline"] * len(baselines)})
-st.caption(f"{task.unit_name} in the labels' units over the {who}" + (
+st.caption(f"{task.unit_name} in the labels' units{f' ({task.shared_unit})' if task.shared_unit else ''} over the {who}" + (
     " (class probabilities vs one-hot true classes)" if task.kind == "classification" else "")
            + "; the baselines are fitted on the training split")
 st.plotly_chart(charts.scores(frame, "predictor", "RMSE", color="kind", height=300, barmode="relative"),
@@ -98,9 +98,11 @@ elif task.kind == "regression":
     spread = catalog.values(table, [name], "spread", known)[:, 0] if catalog.has_spread(table) \
         else None
     model, true = (catalog.values(table, [name], source, known)[:, 0] for source in ("model", "crowd"))
-    st.caption(f"Of the {who}: {len(known):,} galaxies with a true {name} · RMSE {evaluate.rmse(model, true):.4g}"
+    st.caption(f"Of the {who}: {len(known):,} galaxies with a true {name} · RMSE "
+               f"{task.format(name, evaluate.rmse(model, true))}"
                + (" · bars: ± the model's spread" if spread is not None else ""))
-    st.plotly_chart(charts.predicted_vs_true(model, true, spread, name, table.GalaxyID.to_numpy()[known]),
+    label = name + (f" ({task.unit(name)})" if task.unit(name) else "")
+    st.plotly_chart(charts.predicted_vs_true(model, true, spread, label, table.GalaxyID.to_numpy()[known]),
                     key="eval_scatter")
 else:
     st.subheader("Classes: true vs model")

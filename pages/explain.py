@@ -60,16 +60,16 @@ pixels = state.input_pixels(ctx, shown.path)
 picture, box = state.cutout(shown.path, PICTURE_PX), state.input_box(ctx, shown.path)  # the maps' canvas
 size = picture.shape[1], picture.shape[0]
 cmap = "coolwarm" if method in explain.SIGNED else "inferno"
-value = "{:.0%}" if ctx.task.kind != "regression" else "{:.3g}"
+value = ctx.task.format if ctx.task.kind == "regression" else (lambda c, x: f"{x:.0%}")  # "8.94 dex", "72%"
 
 
 def beside(c: str) -> str:
     """'crowd 93% · model 72%' (or 'true …' for labels; the model's alone without them)."""
-    model = f"model {value.format(shares[c])}"
+    model = f"model {value(c, shares[c])}"
     crowd = got["crowd"][list(names).index(c)]
     if not labelled:
         return model
-    return f"{'crowd' if tree_model else 'true'} {value.format(crowd) if np.isfinite(crowd) else '–'} · {model}"
+    return f"{'crowd' if tree_model else 'true'} {value(c, crowd) if np.isfinite(crowd) else '–'} · {model}"
 
 
 if tree_model and method not in explain.SIGNED and len(order) > 1:
@@ -84,7 +84,7 @@ for side, cell in enumerate(st.columns(2)[:min(2, len(order))]):
     with cell:
         answer = st.selectbox(f"{'Answer' if tree_model else 'Output'} {side + 1}", order,
                               index=min(side, len(order) - 1), key=f"explain_a{side}_q{question}",
-                              format_func=lambda c: f"{names[c]} (model {value.format(shares[c])})")
+                              format_func=lambda c: f"{names[c]} (model {value(c, shares[c])})")
         answers.append(answer)
         st.markdown(f"**{beside(answer)}**" + (f" · {kind}" if kind else ""))
         key = state.attribution_key(ctx, gid, question, answer, method, conditional)
@@ -102,7 +102,7 @@ for side, cell in enumerate(st.columns(2)[:min(2, len(order))]):
         if tree_model:
             what = f"{'conditional' if conditional else 'weighted'} value {result.target_value:.2f}"
         else:
-            what = f"{names[answer]} {value.format(shares[answer])}" + \
+            what = f"{names[answer]} {value(answer, shares[answer])}" + \
                 (" (the map explains its logit)" if ctx.task.kind == "classification" else "")
         st.caption(f"{METHODS[method]} · model {what} · {result.seconds:.1f} s")
 
@@ -129,9 +129,10 @@ st.plotly_chart(charts.removal(check.curves, names[answers[0]]), key="explain_re
 r = check.randomisation
 left, right = st.columns([3, 2])
 left.plotly_chart(charts.randomisation(r, explain_checks.RANDOMISED_BELOW), key="explain_randomisation",
-                  config={"displaylogo": False})
+                  config={"displayModeBar": False})
 shown = np.unique(np.linspace(0, len(r.steps) - 1, 6).round().astype(int))  # at most 6 small maps
-right.image([explain.overlay(np.zeros_like(pixels), r.maps[i], 1.0, cmap) for i in shown], width=96,
+right.image([explain.overlay(np.zeros_like(pixels), r.maps[i] / explain.display_scale(r.maps[i]), 1.0, cmap)
+             for i in shown], width=96,
             caption=["trained" if r.steps[i] == 0 else f"{r.depth[i]:.0%} random" for i in shown])
 right.caption(f"The map as randomisation reaches deeper: {len(r.layers)} layers, from the head (0 %) to the "
               f"input (100 %) · {check.seconds:.1f} s")

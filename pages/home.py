@@ -33,7 +33,7 @@ def _set_data():
 def _default_data():
     state.choose("data", None)
     _new_folder()
-    st.session_state.home_data = str(state.data_dir())
+    st.session_state.home_data = access.named(state.data_dir())
 
 
 def _set_labels():
@@ -47,12 +47,12 @@ def _set_model(key):
 st.subheader("Data and model")
 left, right = st.columns(2)
 with left:
-    st.session_state.setdefault("home_data", str(state.data_dir()))
+    st.session_state.setdefault("home_data", access.named(state.data_dir()))  # public mode: its name alone
     st.text_input("Data folder (Kaggle layout: images_training_rev1/ + training_solutions_rev1.csv)",
                   key="home_data", on_change=_set_data)
     st.button("Use the default data" + (" (GZ_DATA)" if os.environ.get("GZ_DATA") else
               " (synthetic universe)"), on_click=_default_data)
-    st.session_state.setdefault("home_labels", str(state.labels_path() or ""))
+    st.session_state.setdefault("home_labels", access.named(state.labels_path()) if state.labels_path() else "")
     st.text_input("Labels CSV (optional; first column: the image id): the truth for a model of other "
                   "targets, or Kaggle answers for the folder", key="home_labels", on_change=_set_labels,
                   placeholder="/path/to/labels.csv")
@@ -85,8 +85,8 @@ with st.expander("Browse a predictions table of any size (`gz predict --out X.pa
                "GalaxyID. Leave it empty to browse the data folder. Also `?predictions=…&images=…` or "
                "GZ_PREDICTIONS / GZ_IMAGES.")
     left, right = st.columns(2)
-    st.session_state.setdefault("home_predictions", str(state.predictions_path() or ""))
-    st.session_state.setdefault("home_images", str(state.images_dir() or ""))
+    for key, chosen in (("predictions", state.predictions_path()), ("images", state.images_dir())):
+        st.session_state.setdefault(f"home_{key}", access.named(chosen) if chosen else "")
     left.text_input("Predictions (a .parquet folder or file, or a .csv)", key="home_predictions",
                     on_change=_set_predictions, args=("predictions",), placeholder="/path/to/predictions.parquet")
     right.text_input("Their images (optional: a folder of <GalaxyID>.jpg)", key="home_images",
@@ -114,7 +114,8 @@ with loaded:
                    help=access.shown(str(ctx.ckpt_path)))
     tta = f"; {metrics['val_rmse_tta']:.4f} with 8-view TTA" if "val_rmse_tta" in metrics else ""
     accuracy = f"; accuracy {metrics['val_accuracy']:.1%}" if "val_accuracy" in metrics else ""
-    cols[3].metric("Validation RMSE", f"{metrics.get('val_rmse', math.nan):.4f}",
+    cols[3].metric("Validation RMSE", f"{metrics.get('val_rmse', math.nan):.4f}" +
+                   (f" {task.shared_unit}" if task.shared_unit else ""),
                    help=f"From the checkpoint: {task.unit_name} over its {len(task.columns)} outputs (in "
                         f"the labels' units) on its held-out galaxies{tta}{accuracy}")
     how = f"{len(members)} models averaged" if members else f"{metrics.get('epochs', '?')} epoch(s)"

@@ -75,10 +75,12 @@ with st.expander(f"The {len(oddest)} as a table"):
                  column_config={"oddness": st.column_config.NumberColumn(format="%.3f"),
                                 "crowd odd": st.column_config.NumberColumn(format="percent")})
 picked = [gid for gid in ids[oddest].tolist() if st.session_state.get(f"odd_pick_{gid}")]
-left, right = st.columns([1, 2], vertical_alignment="bottom")
+left, mid, right = st.columns([1, 1, 3], vertical_alignment="bottom")  # drawn before anything the marks may break
 left.button(f"More like these ({len(picked)} picked)", on_click=_start, args=(picked,), disabled=not picked,
             type="primary", key="odd_more")
-upload = right.file_uploader("Or continue from a marks CSV", type="csv", key="odd_upload")
+mid.button("Start over", on_click=_start, args=([],), key="odd_clear")
+upload = right.file_uploader(f"Or continue from a marks CSV (GalaxyID, mark; at most {oddballs.MAX_MARKS:,} rows)",
+                             type="csv", key="odd_upload", max_upload_size=oddballs.MAX_MARKS_BYTES // 2 ** 20)
 if upload is not None and st.session_state.get("odd_loaded") != upload.file_id:
     try:
         marks = st.session_state[MARKS] = oddballs.read_marks(upload, upload.name)
@@ -86,12 +88,16 @@ if upload is not None and st.session_state.get("odd_loaded") != upload.file_id:
     except data.DataError as e:
         state.error(str(e))
 
-positives, negatives = oddballs.split_marks(marks, ctx.row_of)
+row_of = dict(zip(ids.tolist(), range(len(ids)))).get  # one lookup per mark, however many
+positives, negatives = oddballs.split_marks(marks, row_of)
+unknown = sum(row_of(gid) is None for gid in marks)
+if unknown:
+    st.warning(f"{unknown:,} of the {len(marks):,} marked galaxies are not among the loaded galaxies: left out.")
 if not positives:
     st.info("Tick **Seed** under galaxies that interest you, then press **More like these**.")
     st.stop()
 st.subheader("More like these")
-seeds = sum(m == "seed" for m in marks.values())
+seeds = sum(m == "seed" and row_of(gid) is not None for gid, m in marks.items())
 st.caption(f"{seeds} seed(s), {len(positives) - seeds} marked interesting, {len(negatives)} not · a logistic "
            f"regression on the embeddings (seeds and interesting against the not interesting and "
            f"{oddballs.BACKGROUND} random galaxies), refitted after every mark; marked galaxies are not shown "
@@ -100,11 +106,10 @@ ranked, p = state.more_like_for(ctx, positives, negatives, len(ids))
 keep = np.isin(ranked, inside)
 ranked, p = ranked[keep][:TO_BROWSE], p[keep][:TO_BROWSE]
 _grid(ranked[:SHOWN], [f"match {v:.0%}{tag(r)}" for r, v in zip(ranked[:SHOWN], p[:SHOWN])], "like", _buttons)
-left, mid, right = st.columns(3)
+left, right = st.columns(2)
 left.download_button("Download the marks (CSV)", oddballs.marks_table(marks).to_csv(index=False),
                      file_name="oddballs-marks.csv", mime="text/csv", icon=":material/download:")
-if mid.button("Open all in Browse", icon=navigation.BROWSE.icon, key="odd_browse"):
+if right.button("Open all in Browse", icon=navigation.BROWSE.icon, key="odd_browse"):
     chosen = [gid for gid, m in marks.items() if m != "not interesting"] + ids[ranked].tolist()
     state.show_in_browse(chosen, f"Oddballs: the seeds and the galaxies marked interesting, then the {len(ranked)} "
                               f"ranked most like them among {counted}")
-right.button("Start over", on_click=_start, args=([],), key="odd_clear")

@@ -6,54 +6,31 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from gzcore import catalog, models, runs, targets, train
+from gzcore import catalog, runs, targets
 from gzcore.dashboard import access, charts, navigation, state
+from gzcore.dashboard import learn as learning
 
 navigation.through_app()  # app.py's set-up first, even when a fresh server's first request is this page
 
 st.title("Train a model")
 slot = state.run_slot()
-run: runs.Run | None = slot["run"]
-busy = run is not None and run.running
+run: runs.Run | None = state.my_run(slot)  # in public mode another visitor's run stays theirs
+busy = slot["run"] is not None and slot["run"].running  # anyone's: one run at a time
 info = state.checkpoint_info(state.checkpoint_path())
-task, labels = (info["task"] if info else targets.TREE), state.labels_path()
-follows = task.kind != "tree" and labels is not None  # the loaded model's targets, from the labels CSV
-predicts = ", ".join(task.label_columns)
-if follows:
-    st.caption(f"Trains {predicts} from `{labels}`, as the loaded model predicts")
-else:
-    st.caption("Trains a Galaxy Zoo tree model on the folder's crowd answers" + (
-        f" (the loaded model predicts {predicts}: choose its labels CSV on Home to train one like it)"
-        if task.kind != "tree" else ""))
-
+task = info["task"] if info else targets.TREE
+in_use = state.ensure_universe() if state.data_dir() == state.universe_dir() else state.data_dir()
+learn = learning.choose(task, state.labels_path(), in_use)
 public = access.public()
-if public:
-    st.caption(f"A public demo: runs last at most {access.TRAINING['minutes']:g} minute, "
-               f"{access.TRAINING['epochs']} epochs and {access.TRAINING['subset']} galaxies, one at a time")
-with st.form("train_form", border=True):
-    cols = st.columns(5)
-    name = cols[0].selectbox("Model", list(models.BACKBONES), key="train_model")
-    epochs = cols[1].number_input("Epochs", 1, access.TRAINING["epochs"] if public else 100, 3, key="train_epochs")
-    subset = cols[2].number_input("Training galaxies (0 = all)", 1 if public else 0,
-                                  access.TRAINING["subset"] if public else None, 256, step=64, key="train_subset")
-    lr = cols[3].number_input("Peak learning rate", 1e-5, 1.0, 2e-3, step=5e-4, format="%.4f", key="train_lr")
-    folder = cols[4].text_input("Data folder", str(state.data_dir()), key="train_data", disabled=public,
-                                help="The data folder in use (choose another on Home)" if public else None)
-    teacher = state.checkpoint_path() if task.kind == "tree" else None
-    distil = st.checkbox(f"Distil from the loaded model (`{teacher.name}`): learn its answers (8-view TTA) "
-                         "on every image of the folder, labelled or not, with the crowd's where known; the "
-                         "student keeps its crops and held-out galaxies", key="train_distil") if teacher else False
-    started = st.form_submit_button("Start training", type="primary", disabled=busy,
-                                    help="Another run is in progress on this server" if busy else None)
-if started:
-    cfg = train.TrainConfig(model=name, epochs=int(epochs), subset=int(subset) or None, lr=float(lr),
-                            threads=1, tta=False,  # one thread: the dashboard stays responsive
-                            labels=str(labels) if follows else None,
-                            targets=task.label_columns if follows else (),
-                            teacher=str(teacher) if distil else None,
-                            minutes=access.TRAINING["minutes"] if public else None)
-    run = runs.Run(state.data_dir() if public else Path(folder), cfg, runs.run_path(state.runs_dir(), cfg))
-    state.start_run(slot, run, state.checkpoint_path())
+teacher = state.checkpoint_path() if task.kind == "tree" else None  # a tree model may teach a student
+if (left := state.busy_elsewhere(slot)) is not None:
+    st.info(f"The server is busy with another visitor's run (about {left:.0f} minute{'s' * (left > 1)} left): "
+            "start yours when it ends.", icon=":material/hourglass_top:")
+cfg = learning.settings(learn, teacher, busy)  # the run's TrainConfig once "Start training" is pressed
+if cfg is not None:
+    run = runs.Run(learn.folder, cfg, runs.run_path(state.runs_dir(), cfg))
+    if not state.start_run(slot, run, state.checkpoint_path()):
+        st.warning("Another run started first: the server trains one at a time.")
+        st.stop()
     busy = True
 if run is None:
     st.info("No run yet. Runs write their checkpoints under "
@@ -64,10 +41,12 @@ if run is None:
 
 @st.fragment(run_every=1.0 if busy else None)
 def live():
-    st.progress(run.progress, run.status())
+    if not run.error:  # a failure is said once, below
+        st.progress(run.progress, run.status())
     if run.running and state.may_stop(slot) and st.button("Stop", icon=":material/stop:", key="train_stop"):
         run.stop.set()
-    st.plotly_chart(charts.curves(run.steps(), run.epochs()), key="train_curves")
+    if len(run.steps()):  # no empty chart while the data is prepared, or for a run that failed before
+        st.plotly_chart(charts.curves(run.steps(), run.epochs()), key="train_curves")
     if busy and not run.running:
         st.rerun()  # finished: redraw the page with the results below
 
@@ -97,11 +76,16 @@ per_q = pd.DataFrame([{"model": label, "question": f"Q{n}" if tree_model else n,
                       for n, v in (s["per_question"] if tree_model else s["per_answer"]).items()])
 for col, (label, s) in zip(st.columns(2), scores.items()):
     change = s["rmse"] - scores["before"]["rmse"] if "before" in scores else None
-    col.metric(f"{label.capitalize()}: RMSE on {len(held)} held-out galaxies", f"{s['rmse']:.4f}",
+    unit = f" {new_task.shared_unit}" if new_task.shared_unit else ""
+    col.metric(f"{label.capitalize()}: RMSE on {len(held)} held-out galaxies", f"{s['rmse']:.4f}{unit}",
                delta=f"{change:+.4f}" if label == "after" and change is not None else None,
                delta_color="inverse")
-if st.button("Use the new model everywhere", type="primary"):
+if st.button("Use the new model everywhere", type="primary",
+             help="With its data folder and labels CSV, so that every page shows its predictions beside the truth"):
     state.choose("model", run.out)
+    if not public:  # a visitor's run trains on the data in use
+        state.choose("data", run.data_dir)
+        state.choose("labels", run_labels or None)
     st.rerun()
 st.caption(access.shown(f"Before: `{baseline}` · after: `{run.out}` (validation RMSE in the checkpoint: "
                        f"{state.checkpoint_info(run.out)['val_rmse']:.4f})"))

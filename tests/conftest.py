@@ -3,6 +3,8 @@
 Precision and threads are pinned (fp32, 2 threads), so a test gives the same verdict on a CPU with
 AVX512-BF16 (where `precision="auto"` picks bf16) as on one without; `GZ_CPU_BF16=1|0` forces the
 detection either way, to prove it."""
+import contextlib
+import io
 import shutil
 import subprocess
 import sys
@@ -11,9 +13,10 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from benchmarks import REAL_DATA, ROOT  # noqa: F401  (ROOT: imported by the test modules)
-from gzcore import data, train
+from gzcore import cli, data, train
 
 # the one tiny training configuration of the suite; tests change fields with dataclasses.replace
 TINY = train.TrainConfig(epochs=2, batch_size=16, input_size=32, val_fraction=0.25, tta=False,
@@ -34,7 +37,29 @@ def tiny_cli(epochs: int = TINY.epochs) -> list[str]:
 
 
 def gz(*args) -> subprocess.CompletedProcess:
-    """`gz ARGS` in a fresh process, as a script calls it (output captured as text)."""
+    """`gz ARGS` run in this process (`cli.main`), as `gz_process` runs it in a fresh one but without
+    its ~6 s of imports: its exit status (a `sys.exit(message)` is 1 with the message on stderr, as
+    Python gives it), stdout and stderr as text. An exception gz lets through fails the test (in a
+    process it would be a traceback). Torch's thread count is put back afterwards."""
+    out, err = io.StringIO(), io.StringIO()
+    threads = torch.get_num_threads()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = cli.main(list(map(str, args)))
+        except SystemExit as e:
+            if e.code is None or isinstance(e.code, int):
+                status = e.code or 0
+            else:
+                print(e.code, file=sys.stderr)
+                status = 1
+        finally:
+            torch.set_num_threads(threads)
+    return subprocess.CompletedProcess(["gz", *map(str, args)], status, out.getvalue(), err.getvalue())
+
+
+def gz_process(*args) -> subprocess.CompletedProcess:
+    """`gz ARGS` in a fresh process, as a script calls it (output captured as text): for tests about
+    the process itself (its exit under a signal, torchrun, a server); the others use `gz`."""
     return subprocess.run([sys.executable, "-m", "gzcore.cli", *map(str, args)], capture_output=True,
                           text=True, timeout=600)
 
@@ -58,6 +83,15 @@ def synth_dir(tmp_path_factory):
     """A 48-galaxy synthetic universe in the Kaggle layout (built once per session)."""
     from gzcore import synthetic
     return synthetic.generate(tmp_path_factory.mktemp("synth") / "universe", 48, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(synth_dir, tmp_path_factory):
+    """A checkpoint of TINY trained one epoch on synth_dir (about a second): the model of every test
+    that needs a trained one and its split but is not about training."""
+    out = tmp_path_factory.mktemp("tiny") / "m.pt"
+    train.fit(synth_dir, replace(TINY, epochs=1), out=out)
+    return out
 
 
 @pytest.fixture(scope="session")

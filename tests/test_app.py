@@ -163,12 +163,12 @@ def test_play_walks_the_tree_to_a_verdict(app):
         if not answers:
             break
         answers[0].click().run()
-    assert at.success or at.warning
-    assert len(at.dataframe) == 1
+    assert "How you compare" in texts(at.subheader) and not at.warning  # a summary, not warnings (issue 28)
 
 
 def train_tiny(at):
     """Start a one-epoch run on 64 galaxies from the Train page, wait for it, and rerun the page."""
+    at.number_input(key="train_minutes").set_value(0.0)  # by epochs (a labels CSV's target defaults to minutes)
     at.number_input(key="train_epochs").set_value(1)
     at.number_input(key="train_subset").set_value(64)
     at.button[0].click().run()  # the form's submit button

@@ -91,7 +91,8 @@ UNUSUAL = {
 }
 
 
-@pytest.mark.parametrize("case", UNUSUAL)
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c == "5000x5000 JPEG" else c
+                                  for c in UNUSUAL])  # drawing 25 Mpx of noise takes seconds
 @pytest.mark.parametrize("crop", ["centre", "roi"])
 def test_unusual_images_decode(tmp_path, case, crop):
     """Modes and sizes Pillow or simplejpeg read: a crop in RGB. 16-bit pixels are scaled to 8 bits

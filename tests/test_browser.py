@@ -90,7 +90,7 @@ def test_evaluate_and_dataset(page, url):
 
 def test_play_a_round(page, url):
     goto(page, f"{url}/{navigation.PLAY.url_path}", "Question 1")
-    verdict = page.get_by_text("with the crowd").or_(page.get_by_text("The crowd's top answer"))
+    verdict = page.get_by_text("How you compare")
     for n in range(2, 12):  # the longest walk through the tree is 9 questions
         # answer buttons have keys play_<q>_<k>; a stale button left from the last run would ignore the click
         page.locator('[class*="st-key-play_"][data-stale="false"] button').first.click()
@@ -157,7 +157,7 @@ def test_a_regression_models_pages(page, url, target_env):  # noqa: F811
         (navigation.HOME, "The model predicts", 0, "target-home.png"),
         (navigation.BROWSE, "galaxies match", 0, "target-browse.png"),
         (navigation.EVALUATE, "Calibration: does the spread predict", 3, "target-evaluate.png"),
-        (navigation.EXPLAIN, "Saliency (fast) · model oh", 1, "target-explain.png"),
+        (navigation.EXPLAIN, "Integrated Gradients (32 passes) · model oh", 1, "target-explain.png"),
         (navigation.DATASET, "for Galaxy Zoo decision-tree models", 0, "target-dataset.png")])
     snap_views(page, url, f"{query}&galaxy={known}", [
         (navigation.GALAXY, "Predicted vs true", 2, "target-galaxy.png")])

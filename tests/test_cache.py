@@ -135,6 +135,7 @@ data.load_crops(data.open_folder(sys.argv[1]), data.Preprocess(size=32), cache_d
 """
 
 
+@pytest.mark.slow
 def test_a_build_killed_with_sigkill_resumes_and_its_leftovers_go(synth_dir, tmp_path, small_parts):
     """SIGKILL cleans nothing up: its decode workers end with it, and the next build removes the
     temporary files of processes no longer running and keeps the parts already written."""
@@ -199,6 +200,7 @@ np.save(out, crops)
 """
 
 
+@pytest.mark.slow
 def test_two_processes_build_one_cache_together(synth_dir, tmp_path):
     """Two ranks build the same cache at once, each starting on its own parts: one assembles it,
     and both read the same crops."""

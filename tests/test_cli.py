@@ -1,7 +1,6 @@
-"""The `gz` contract scripts rely on, run end to end on a tiny synthetic universe."""
+"""The `gz` contract scripts rely on, run end to end on a tiny synthetic universe (in this process:
+`conftest.gz` calls `cli.main`)."""
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -20,6 +19,7 @@ def trained(synth_dir, tmp_path_factory):
     return out, r.stdout
 
 
+@pytest.mark.slow
 def test_train_prints_a_final_table(trained):
     out, stdout = trained
     metrics = checkpoint.read(out)["metrics"]
@@ -29,8 +29,8 @@ def test_train_prints_a_final_table(trained):
                        "val RMSE, 8-view TTA": f"{metrics['val_rmse_tta']:.4f}"}
 
 
-def test_evaluate_prints_metrics_beside_the_baselines(trained, synth_dir, tmp_path):
-    out, _ = trained
+def test_evaluate_prints_metrics_beside_the_baselines(tiny_model, synth_dir, tmp_path):
+    out = tiny_model
     table = tmp_path / "pred.csv"
     r = gz("evaluate", "--data", synth_dir, "--checkpoint", out, "--no-tta", "--out", table)
     assert r.returncode == 0, r.stderr
@@ -41,8 +41,8 @@ def test_evaluate_prints_metrics_beside_the_baselines(trained, synth_dir, tmp_pa
     assert {"GalaxyID", "Class1.1", "crowd Class1.1", "rmse"} <= set(df.columns)
 
 
-def test_predict_writes_a_kaggle_submission(trained, synth_dir, tmp_path):
-    out, _ = trained
+def test_predict_writes_a_kaggle_submission(tiny_model, synth_dir, tmp_path):
+    out = tiny_model
     sub = tmp_path / "sub.csv"
     r = gz("predict", "--data", synth_dir, "--checkpoint", out, "--out", sub)
     assert r.returncode == 0, r.stderr
@@ -51,8 +51,8 @@ def test_predict_writes_a_kaggle_submission(trained, synth_dir, tmp_path):
     assert tree.check_labels(df[list(tree.COLUMNS)].to_numpy(), tol=1e-4) == []
 
 
-def test_predict_on_a_plain_folder_of_images(trained, synth_dir, tmp_path):
-    out, _ = trained
+def test_predict_on_a_plain_folder_of_images(tiny_model, synth_dir, tmp_path):
+    out = tiny_model
     folder = tmp_path / "plain"
     folder.mkdir()
     for p in sorted((synth_dir / data.IMAGE_DIRS[0]).iterdir())[:3]:
@@ -65,12 +65,12 @@ def test_predict_on_a_plain_folder_of_images(trained, synth_dir, tmp_path):
     assert len(pd.read_csv(tmp_path / "s.csv")) == 3
 
 
-def test_wrong_checkpoint_and_folder_get_clear_errors(trained, tmp_path, synth_dir):
+def test_wrong_checkpoint_and_folder_get_clear_errors(tiny_model, tmp_path, synth_dir):
     bogus = tmp_path / "x.pt"
     bogus.write_bytes(b"nope")
     r = gz("evaluate", "--data", synth_dir, "--checkpoint", bogus)
     assert r.returncode == 2 and "x.pt" in r.stderr and "Traceback" not in r.stderr
-    r = gz("predict", "--data", tmp_path, "--checkpoint", trained[0], "--out", tmp_path / "s.csv")
+    r = gz("predict", "--data", tmp_path, "--checkpoint", tiny_model, "--out", tmp_path / "s.csv")
     assert r.returncode == 2 and "not a Galaxy Zoo folder" in r.stderr
 
 
@@ -81,6 +81,7 @@ def test_synth_writes_the_kaggle_layout(tmp_path):
     assert len(g) == 5
 
 
+@pytest.mark.slow
 def test_ensemble_averages_members_and_refuses_a_leaky_one(trained, synth_dir, tmp_path):
     out, _ = trained
     other = tmp_path / "other.pt"
@@ -116,8 +117,7 @@ def test_every_option_of_every_command_is_explained():
     for name, command in commands.items():
         unexplained = [a.option_strings or a.dest for a in command._actions if not a.help]
         assert not unexplained, (name, unexplained)
-    r = subprocess.run([sys.executable, "-m", "gzcore.cli", "train", "--help"], capture_output=True,
-                       text=True)
+    r = gz("train", "--help")
     assert r.returncode == 0 and "--minutes" in r.stdout and f"default {train.TrainConfig().epochs}" in r.stdout
 
 
@@ -133,6 +133,7 @@ def test_gz_train_defaults_are_train_configs_and_lr_find_takes_the_same_options(
         ("xresnet18", 8, 40, "centre", "affine", "fp32", 1, 1e-3)
 
 
+@pytest.mark.slow
 def test_lr_find_suggests_a_rate(synth_dir):
     r = gz("lr-find", "--data", synth_dir, *tiny_cli())
     assert r.returncode == 0, r.stderr

@@ -10,11 +10,10 @@ from conftest import TINY, gz, tiny_cli
 from gzcore import checkpoint, data, distill, evaluate, train
 
 
-@pytest.fixture(scope="module")
-def teacher(synth_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("teacher") / "teacher.pt"
-    train.fit(synth_dir, replace(TINY, epochs=1), out=out)
-    return out
+@pytest.fixture
+def teacher(tiny_model):
+    """TINY trained one epoch (the session's tiny model)."""
+    return tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +78,7 @@ def test_the_student_learns_the_teachers_answers_on_the_teachers_split(teacher, 
     assert np.all(again.galaxies.labels[again.train_idx] == 0.5)
 
 
+@pytest.mark.slow
 def test_gz_distill_then_gz_shrink(teacher, folders, tmp_path):
     student, small = tmp_path / "student.pt", tmp_path / "small.pt"
     r = gz("distill", teacher, *[a for f in folders for a in ("--data", f)], *tiny_cli(1),

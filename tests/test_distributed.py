@@ -24,6 +24,7 @@ def one_thread_each(epochs):
     return options
 
 
+@pytest.mark.slow
 def test_two_ranks_train_one_ordinary_checkpoint(synth_dir, tmp_path):
     out = tmp_path / "ddp.pt"
     r = torchrun("train", "--data", synth_dir, *one_thread_each(2), "--out", out)
@@ -40,6 +41,7 @@ def test_two_ranks_train_one_ordinary_checkpoint(synth_dir, tmp_path):
     assert evaluate.rmse(pred, held.galaxies.labels[held.val_idx]) == pytest.approx(metrics["val_rmse"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_ranks_agree_when_the_time_budget_ends_and_resume_it(synth_dir, tmp_path):
     out = tmp_path / "timed.pt"
     options = ["--data", synth_dir, "--batch-size", 8, "--precision", "fp32", "--threads", 1, "--no-tta", "--out", out]

@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, gz
 
 from gzcore import augment, checkpoint, data, ensemble, evaluate, explain, models, neighbours, train, tree
 from gzcore.checkpoint import CheckpointError
@@ -14,13 +14,12 @@ MEMBER = replace(TINY, epochs=1)  # the suite's tiny configuration, one epoch a 
 
 
 @pytest.fixture(scope="module")
-def members(synth_dir, tmp_path_factory):
-    """Two tiny models on the same split: different widths and init seeds, as real members."""
-    folder = tmp_path_factory.mktemp("members")
-    paths = [folder / "a.pt", folder / "b.pt"]
-    train.fit(synth_dir, MEMBER, out=paths[0])
-    train.fit(synth_dir, replace(MEMBER, width=16, init_seed=7), out=paths[1])
-    return paths
+def members(synth_dir, tiny_model, tmp_path_factory):
+    """Two tiny models on the same split: different widths and init seeds, as real members (the
+    first is the session's tiny model, MEMBER)."""
+    other = tmp_path_factory.mktemp("members") / "b.pt"
+    train.fit(synth_dir, replace(MEMBER, width=16, init_seed=7), out=other)
+    return [tiny_model, other]
 
 
 def _validation(synth_dir):
@@ -43,6 +42,7 @@ def test_an_ensemble_obeys_the_tree_and_is_the_mean_of_its_members():
     assert models.members(model) == singles and models.members(singles[0]) == [singles[0]]
 
 
+@pytest.mark.slow
 def test_init_seed_changes_weights_but_not_the_split(synth_dir):
     a = train.fit(synth_dir, MEMBER)
     b = train.fit(synth_dir, replace(MEMBER, init_seed=3))
@@ -113,6 +113,7 @@ def test_int8_quarters_the_file_and_predicts_as_the_float_weights_do(members, sy
         ensemble.combine(members, tmp_path / "x.pt", synth_dir, storage="int4")
 
 
+@pytest.mark.slow
 def test_members_that_would_leak_or_differ_are_refused(members, synth_dir, tmp_path):
     other_split = tmp_path / "other_split.pt"
     train.fit(synth_dir, replace(MEMBER, seed=5), out=other_split)
@@ -166,18 +167,13 @@ def test_the_spread_is_the_members_and_views_disagreement(members, synth_dir, tm
 
 
 def test_gz_predict_writes_a_spread_per_answer(members, synth_dir, tmp_path):
-    import subprocess
-    import sys
-
     import pandas as pd
     ensemble.combine(members, tmp_path / "e.pt", synth_dir)
-    run = [sys.executable, "-m", "gzcore.cli", "predict", "--data", str(synth_dir), "--uncertainty"]
-    r = subprocess.run([*run, "--checkpoint", str(tmp_path / "e.pt"), "--out", str(tmp_path / "p.csv")],
-                       capture_output=True, text=True)
+    run = ["predict", "--data", synth_dir, "--uncertainty"]
+    r = gz(*run, "--checkpoint", tmp_path / "e.pt", "--out", tmp_path / "p.csv")
     assert r.returncode == 0, r.stderr
     table = pd.read_csv(tmp_path / "p.csv")
     assert list(table.columns) == ["GalaxyID", *tree.COLUMNS, *(f"{c} spread" for c in tree.COLUMNS)]
     assert (table[[f"{c} spread" for c in tree.COLUMNS]].to_numpy() >= 0).all()
-    r = subprocess.run([*run, "--checkpoint", str(members[0]), "--no-tta", "--out", str(tmp_path / "q.csv")],
-                       capture_output=True, text=True)
+    r = gz(*run, "--checkpoint", members[0], "--no-tta", "--out", tmp_path / "q.csv")
     assert r.returncode != 0 and "8 test-time views" in r.stderr and "Traceback" not in r.stderr

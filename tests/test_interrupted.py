@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import ROOT, TINY, gz, tiny_cli
+from conftest import ROOT, TINY, gz, gz_process, tiny_cli
 
 from gzcore import checkpoint, cli, data, ensemble, evaluate, models, synthetic, train, tree
 
@@ -44,6 +44,7 @@ def _score(path, folder) -> float:
 
 # ------------------------------------------------------------------ crashes and resume
 
+@pytest.mark.slow
 def test_a_resume_after_a_crash_that_never_improves_keeps_the_best_epoch_and_its_metrics(synth_dir, tmp_path):
     out, diverging = tmp_path / "m.pt", replace(TINY, epochs=4, lr=50.0)
     with pytest.raises(Crash):
@@ -62,6 +63,7 @@ def test_a_resume_after_a_crash_that_never_improves_keeps_the_best_epoch_and_its
     assert not checkpoint.resume_path(out).exists()  # a finished run leaves no resume state
 
 
+@pytest.mark.slow
 def test_a_new_run_never_resumes_an_older_runs_state(synth_dir, tmp_path):
     out = tmp_path / "m.pt"
     with pytest.raises(Crash):
@@ -78,11 +80,12 @@ def test_a_new_run_never_resumes_an_older_runs_state(synth_dir, tmp_path):
 KILLED_EPOCHS = 6
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_epoch_resumes_to_the_result_of_an_uninterrupted_run(synth_dir, tmp_path):
     """`gz train` killed by SIGKILL (no handler runs) while an epoch trains, then `--resume`d."""
     options = ["--data", str(synth_dir), *tiny_cli(KILLED_EPOCHS), "--no-tta"]
     whole, killed = tmp_path / "whole.pt", tmp_path / "killed.pt"
-    assert gz("train", *options, "--out", whole).returncode == 0
+    assert gz_process("train", *options, "--out", whole).returncode == 0
     run = subprocess.Popen([sys.executable, "-m", "gzcore.cli", "train", *options, "--out", str(killed)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for line in run.stderr:  # 'epoch   2  train …' is printed once epoch 2's state is written
@@ -93,7 +96,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_result_of_an_uninterrupted_run(sy
     assert run.returncode == -signal.SIGKILL
     state = checkpoint.read(checkpoint.resume_path(killed))
     assert 2 <= len(state["history"]) < KILLED_EPOCHS  # killed mid-run, its finished epochs kept
-    r = gz("train", *options, "--out", killed, "--resume")
+    r = gz_process("train", *options, "--out", killed, "--resume")
     assert r.returncode == 0, r.stderr
     a, b = checkpoint.read(whole), checkpoint.read(killed)
     assert [h["epoch"] for h in b["history"]] == list(range(1, KILLED_EPOCHS + 1))
@@ -219,13 +222,6 @@ def test_gz_train_into_a_file_path_fails_at_once(synth_dir, tmp_path):
 
 # ------------------------------------------------------------------ inputs with nothing in them
 
-@pytest.fixture(scope="module")
-def model(synth_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("interrupted") / "m.pt"
-    train.fit(synth_dir, replace(TINY, epochs=1), out=out)
-    return out
-
-
 def _one_error_line(r, *names, status=2):
     assert r.returncode == status and "Traceback" not in r.stderr, r.stderr
     lines = [line for line in r.stderr.splitlines() if "error: " in line]
@@ -233,12 +229,12 @@ def _one_error_line(r, *names, status=2):
     return lines[0]
 
 
-def test_every_image_skipped_is_an_error(model, synth_dir, tmp_path):
+def test_every_image_skipped_is_an_error(tiny_model, synth_dir, tmp_path):
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
     for name in ("1.jpg", "2.jpg", "3.png"):
         (corrupt / name).write_bytes(b"not an image")
-    r = gz("predict", "--data", corrupt, "--skip-bad", "--checkpoint", model, "--out", tmp_path / "s.csv")
+    r = gz("predict", "--data", corrupt, "--skip-bad", "--checkpoint", tiny_model, "--out", tmp_path / "s.csv")
     assert "all 3 skipped" in _one_error_line(r, corrupt)
     assert not (tmp_path / "s.csv").exists()
     kaggle = tmp_path / "kaggle"
@@ -248,16 +244,16 @@ def test_every_image_skipped_is_an_error(model, synth_dir, tmp_path):
         (kaggle / data.IMAGE_DIRS[0] / p.name).write_bytes(b"not an image")
     r = gz("train", "--data", kaggle, "--skip-bad", *tiny_cli(1), "--out", tmp_path / "m.pt")
     assert "no galaxies to train on" in _one_error_line(r, kaggle)
-    r = gz("evaluate", "--data", kaggle, "--skip-bad", "--checkpoint", model)
+    r = gz("evaluate", "--data", kaggle, "--skip-bad", "--checkpoint", tiny_model)
     assert "all 48 skipped" in _one_error_line(r, kaggle)
 
 
-def test_empty_folders_are_errors(model, tmp_path):
+def test_empty_folders_are_errors(tiny_model, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     _one_error_line(gz("train", "--data", empty, *tiny_cli(1), "--out", tmp_path / "m.pt"), empty)
     (empty / data.IMAGE_DIRS[1]).mkdir()  # the Kaggle test images' folder, with none in it
-    r = gz("predict", "--data", empty, "--checkpoint", model, "--out", tmp_path / "s.csv")
+    r = gz("predict", "--data", empty, "--checkpoint", tiny_model, "--out", tmp_path / "s.csv")
     assert "no images" in _one_error_line(r, empty)
 
 

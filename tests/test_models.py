@@ -129,6 +129,7 @@ def test_the_shipped_default_checkpoint_loads_offline():
     assert model(torch.rand(1, 3, ckpt["input_size"], ckpt["input_size"])).shape == (1, 37)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [checkpoint.DEFAULT_NAME, "ensemble.pt"])
 def test_the_shipped_models_score_their_figures_on_galaxies_they_never_saw(real_dir, name):
     """Re-score the shipped models on the real galaxies their split held out, with 8-view TTA as

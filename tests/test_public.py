@@ -86,6 +86,7 @@ def test_a_galaxy_in_the_url_is_a_number_never_markdown(dashboard_env, monkeypat
     assert "evil.example" not in page and at.title[0].value.startswith("Galaxy ")
 
 
+@pytest.mark.slow
 def test_public_training_is_capped_and_only_its_starter_may_stop_it(public_env, monkeypatch):
     at = show(app_with(public_env, monkeypatch), TRAIN)
     assert at.text_input(key="train_data").disabled

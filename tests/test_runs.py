@@ -4,12 +4,14 @@ import time
 
 from dataclasses import replace
 
+import pytest
 import torch
 from conftest import TINY
 
 from gzcore import runs
 
 
+@pytest.mark.slow
 def test_a_run_reports_progress_and_stops_when_asked(dashboard_env, tmp_path):
     cfg = replace(TINY, epochs=50, threads=1)  # one thread, as the dashboard runs them
     run = runs.Run(tmp_path / "missing", cfg, tmp_path / "bad.pt").start()

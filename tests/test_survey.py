@@ -7,16 +7,15 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TINY, gz
+from conftest import gz
 
-from gzcore import atomic, data, survey, train
+from gzcore import atomic, data, survey
 
 
-@pytest.fixture(scope="module")
-def model_path(synth_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("survey") / "m.pt"
-    train.fit(synth_dir, TINY, out=out)
-    return out
+@pytest.fixture
+def model_path(tiny_model):
+    """TINY trained one epoch (the session's tiny model)."""
+    return tiny_model
 
 
 def test_parquet_parts_hold_what_the_csv_holds_and_a_list_reads_like_the_folder(model_path, synth_dir, tmp_path):
@@ -85,6 +84,7 @@ def test_every_image_skipped_is_an_error_and_leaves_no_result_a_rerun_would_keep
     assert not list(out.glob("part-*")) and not (out / survey.JOB_FILE).exists()
 
 
+@pytest.mark.slow
 def test_torchrun_ranks_split_the_galaxies_and_agree_with_one_process(model_path, synth_dir, tmp_path):
     images = synth_dir / data.IMAGE_DIRS[0]
     assert gz("predict", "--data", images, "--checkpoint", model_path, "--out", tmp_path / "one.parquet",

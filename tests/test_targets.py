@@ -1,23 +1,16 @@
 """Your own labels: partial Kaggle answers, several folders, any target (regression or classes),
 fine-tuning from a checkpoint; the `gz` contract for them."""
-import subprocess
-import sys
 from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import TINY, tiny_cli
+from conftest import TINY, gz, tiny_cli
 
 from gzcore import checkpoint, data, evaluate, models, targets, train, tree
 
 PARTIAL = ["Class1.1", "Class1.2", "Class1.3", "Class2.1", "Class2.2", "Class6.1", "Class6.2"]
-
-
-def gz(*args):
-    return subprocess.run([sys.executable, "-m", "gzcore.cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +75,7 @@ def test_unknown_labels_add_no_loss_and_no_score():
     assert np.isnan(evaluate.rmse(np.zeros(2), truth[1]))
 
 
+@pytest.mark.slow
 def test_a_partial_label_folder_trains_beside_a_full_one_without_moving_the_split(synth_dir, tmp_path):
     """`--data A --data B`: B's absent questions are unknown; A's galaxies keep their side of the
     split, as each galaxy's side is a hash of its own id."""
@@ -105,6 +99,7 @@ def test_a_partial_label_folder_trains_beside_a_full_one_without_moving_the_spli
     assert tree.check_labels(pred, tol=1e-5) == []  # the tree head still answers all 37
 
 
+@pytest.mark.slow
 def test_the_gz_contract_for_a_regression_target(synth_dir, labelled, tmp_path):
     path, table = labelled
     folder = synth_dir / data.IMAGE_DIRS[0]  # any folder of <id>.jpg
@@ -128,6 +123,7 @@ def test_the_gz_contract_for_a_regression_target(synth_dir, labelled, tmp_path):
     assert r.returncode == 2 and "pass their CSV with --labels" in r.stderr
 
 
+@pytest.mark.slow
 def test_a_column_of_class_names_trains_a_classifier(synth_dir, labelled, tmp_path):
     path, _ = labelled
     folder = synth_dir / data.IMAGE_DIRS[0]
@@ -143,6 +139,7 @@ def test_a_column_of_class_names_trains_a_classifier(synth_dir, labelled, tmp_pa
     assert r.returncode == 0 and "baseline: always" in r.stdout, r.stderr
 
 
+@pytest.mark.slow
 def test_fine_tuning_keeps_the_backbone_and_its_crops(synth_dir, labelled, tmp_path):
     path, _ = labelled
     base = tmp_path / "base.pt"
@@ -165,6 +162,7 @@ def test_fine_tuning_keeps_the_backbone_and_its_crops(synth_dir, labelled, tmp_p
     assert np.isfinite(result["val_rmse"]) and checkpoint.read(tmp_path / "tuned.pt")["task"]["columns"] == ["oh"]
 
 
+@pytest.mark.slow
 def test_fine_tuning_an_ensemble_starts_from_its_best_member(synth_dir, tmp_path):
     from gzcore import ensemble
     paths = [tmp_path / "a.pt", tmp_path / "b.pt"]
@@ -178,6 +176,7 @@ def test_fine_tuning_an_ensemble_starts_from_its_best_member(synth_dir, tmp_path
         torch.testing.assert_close(tuned.state_dict()[k], v)
 
 
+@pytest.mark.slow
 def test_a_physical_target_of_the_synthetic_universe_is_learnt(universe400):
     """truth.csv holds what each galaxy was rendered from: its axis ratio shows in the images, and a
     tiny model predicts it far better than any baseline (measured: 0.41 of the training mean's

@@ -15,6 +15,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
                                 "(benchmarks/gpu_check.sh runs these on a GPU machine)")
 
 
+@pytest.mark.slow
 def test_fit_writes_a_loadable_checkpoint_and_reports(synth_dir, tmp_path):
     events = []
     out = tmp_path / "m.pt"
@@ -30,6 +31,7 @@ def test_fit_writes_a_loadable_checkpoint_and_reports(synth_dir, tmp_path):
     assert not torch.allclose(model.mean, torch.zeros_like(model.mean))
 
 
+@pytest.mark.slow
 def test_training_is_seeded(synth_dir):
     cfg = replace(TINY, epochs=1)
     a = train.fit(synth_dir, cfg)["model"].state_dict()
@@ -38,6 +40,7 @@ def test_training_is_seeded(synth_dir):
         torch.testing.assert_close(a[k], b[k])
 
 
+@pytest.mark.slow
 def test_resume_continues_where_it_stopped(synth_dir, tmp_path):
     out = tmp_path / "m.pt"
     cfg = replace(TINY, epochs=3)
@@ -48,6 +51,7 @@ def test_resume_continues_where_it_stopped(synth_dir, tmp_path):
     assert result["epochs"] == 3 and [h["epoch"] for h in result["history"]] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_a_resumed_run_that_never_improves_keeps_the_best_weights(synth_dir, tmp_path):
     out = tmp_path / "m.pt"
     stop = threading.Event()
@@ -64,6 +68,7 @@ def test_a_resumed_run_that_never_improves_keeps_the_best_weights(synth_dir, tmp
     assert evaluate.rmse(pred, held.galaxies.labels[held.val_idx]) == pytest.approx(best, abs=2e-7)
 
 
+@pytest.mark.slow
 def test_weight_averaging_over_the_last_epochs_is_kept_when_it_scores_better(synth_dir, tmp_path):
     out = tmp_path / "m.pt"
     result = train.fit(synth_dir, replace(TINY, epochs=4, swa=0.5), out=out)
@@ -80,6 +85,7 @@ def test_weight_averaging_over_the_last_epochs_is_kept_when_it_scores_better(syn
         train.TrainConfig(swa=1.0)
 
 
+@pytest.mark.slow
 def test_stop_event_ends_the_run_early(synth_dir):
     stop = threading.Event()
 
@@ -107,6 +113,7 @@ def test_weighted_loss():
     assert train.loss_fn(pred, target, w).item() == 0.0
 
 
+@pytest.mark.slow
 def test_lr_finder_suggests_a_rate_where_the_loss_falls_fastest(synth_dir):
     found = train.lr_find(synth_dir, TINY, steps=40)
     lrs, losses = np.array(found["lrs"]), np.array(found["losses"])
@@ -119,6 +126,7 @@ def test_lr_finder_suggests_a_rate_where_the_loss_falls_fastest(synth_dir):
     assert len(diverging["lrs"]) < 200 and diverging["losses"][-1] > 4 * min(diverging["losses"])
 
 
+@pytest.mark.slow
 def test_model_learns_the_synthetic_universe(universe400):
     """Trained on simulated volunteers' labels, the model beats every baseline clearly (measured:
     0.65 of the mean-vector baseline in fp32 and in bf16, 0.74 of the best linear one)."""
@@ -141,6 +149,7 @@ def test_auto_precision_follows_the_cpu_and_can_be_forced(monkeypatch):
         train.Setup.choose("cpu")
 
 
+@pytest.mark.slow
 def test_the_checkpoint_records_what_ran_and_scores_in_fp32(synth_dir, tmp_path, monkeypatch):
     """A bf16 run (as `auto` picks on a CPU with AVX512-BF16) stores bf16, not "auto", and its
     validation score is the fp32 score of the weights it saved."""

@@ -5,7 +5,9 @@ user names is opened. `GZ_PUBLIC=1 streamlit run app.py` serves a demo safe to e
   defaults, GZ_DATA, GZ_CHECKPOINT, GZ_LABELS, GZ_PREDICTIONS, GZ_IMAGES and the roots listed in
   GZ_ALLOW, separated by ':'), after resolving `..` and symbolic links; anything else is refused
   with one message that does not say whether it exists;
-- messages show file names, never the server's folders, and no traceback reaches the page;
+- messages show file names, never the server's folders, and no traceback reaches the page; a
+  folder or file shown in a widget or the URL is named by its place under an allowed root
+  (`named`: 'universe', 'runs/NAME.pt'), which is read back the same way (`located`);
 - training from the browser is capped (`TRAINING`), only its starter may stop a run, and a
   visitor's runs are not listed to other visitors.
 
@@ -54,6 +56,47 @@ def admit(key: str, value: str) -> str:
         return value
     raise Refused(f"This demo only opens its own {'checkpoints' if key == 'model' else 'data'}: "
                   f"the {key} chosen is not available here.")
+
+
+def _labelled_roots() -> dict[str, Path]:
+    """The allowed roots by the name a visitor sees for each: its own name ('universe', 'runs',
+    'quick.pt'); a later root of a name already taken gets '-2', '-3'…"""
+    labelled: dict[str, Path] = {}
+    for root in allowed_roots():
+        if root in labelled.values():
+            continue
+        label, n = root.name or "root", 1
+        while label in labelled:
+            n += 1
+            label = f"{root.name}-{n}"
+        labelled[label] = root
+    return labelled
+
+
+def named(path) -> str:
+    """A folder or file as a visitor may see it, in a widget, a message or the URL: the path itself
+    locally; in public mode its place under the allowed root that holds it, named by that root
+    ('universe', 'runs/20261201-120000-dieleman.pt'), else its file name alone. `located` reads it
+    back."""
+    if not public():
+        return str(path)
+    target = Path(os.path.realpath(Path(path).expanduser()))
+    inside = [(label, root) for label, root in _labelled_roots().items()
+              if target == root or root in target.parents]
+    if not inside:
+        return target.name
+    label, root = max(inside, key=lambda found: len(found[1].parts))  # the closest root
+    return str(Path(label, target.relative_to(root)))
+
+
+def located(value: str) -> str:
+    """What a visitor names (`named`'s 'ROOT-NAME/rest') as the server's path, in public mode; any
+    other value unchanged, for `admit` to judge."""
+    if not public() or not value or Path(value).is_absolute():
+        return value
+    first, *rest = Path(value).parts
+    root = _labelled_roots().get(first)
+    return str(root.joinpath(*rest)) if root is not None else value
 
 
 def shown(message: str) -> str:

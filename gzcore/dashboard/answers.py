@@ -72,11 +72,12 @@ def outputs(table: pd.DataFrame, row: int, task: targets.Task, kind: str = "cond
             everything = np.append(reference[seen].to_numpy(np.float64), model)
             span = (np.nanmin(everything), np.nanmax(everything))
             metric, chart = st.columns([1, 3], vertical_alignment="center")
-            metric.metric(c, f"{model:.3g}" + ("" if np.isnan(error) else f" ± {error:.2g}"), delta_color="off",
-                          delta=None if np.isnan(truth) else f"{model - truth:+.3g} vs true {truth:.3g}")
+            unit = f" {task.unit(c)}" if task.unit(c) else ""
+            metric.metric(c, task.format(c, model, error), delta_color="off",
+                          delta=None if np.isnan(truth) else f"{model - truth:+.3g}{unit} vs true {task.format(c, truth)}")
             if beside is not None:
-                metric.caption(f"`{beside[2]}`: {other([c])[0][0]:.3g}")
-            chart.plotly_chart(charts.target(c, model, error, truth, span), key=f"{key}_target_{i}",
+                metric.caption(f"`{beside[2]}`: {task.format(c, other([c])[0][0])}")
+            chart.plotly_chart(charts.target(c, model, error, truth, span, task.unit(c)), key=f"{key}_target_{i}",
                                config={"displayModeBar": False})
     else:
         st.subheader("Class probabilities")

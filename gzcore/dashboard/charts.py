@@ -59,9 +59,10 @@ def answers(names: list[str], crowd: np.ndarray | None, model: np.ndarray, greye
                              margin=dict(l=0, r=0, t=0, b=0))
 
 
-def target(name: str, pred: float, spread: float | None, truth: float | None, span: tuple[float, float]
-           ) -> go.Figure:
-    """One galaxy's predicted value ± spread and its true value, on the axis `span` (the data's range)."""
+def target(name: str, pred: float, spread: float | None, truth: float | None, span: tuple[float, float],
+           unit: str = "") -> go.Figure:
+    """One galaxy's predicted value ± spread and its true value, on the axis `span` (the data's range),
+    in `unit`."""
     fig = go.Figure()
     if truth is not None and np.isfinite(truth):
         fig.add_scatter(x=[truth], y=[name], mode="markers", name="true",
@@ -71,7 +72,7 @@ def target(name: str, pred: float, spread: float | None, truth: float | None, sp
     fig.add_scatter(x=[pred], y=[name], mode="markers", name="model", error_x=error,
                     marker=dict(color=MODEL, size=12))
     pad = (span[1] - span[0]) * 0.05 or 1.0
-    fig.update_xaxes(range=[span[0] - pad, span[1] + pad], fixedrange=True)
+    fig.update_xaxes(range=[span[0] - pad, span[1] + pad], fixedrange=True, ticksuffix=f" {unit}" if unit else "")
     fig.update_yaxes(fixedrange=True, showticklabels=False)
     return fig.update_layout(height=110, margin=dict(l=0, r=0, t=0, b=0), showlegend=False)
 
@@ -289,7 +290,7 @@ def removal(curves, label: str) -> go.Figure:
                             showlegend=row == col == 1, legendgroup=name,
                             hovertemplate=f"%{{x:.0%}}<br>{label} %{{y:.3f}}<extra>{name}</extra>")
     fig.update_annotations(font_size=11)
-    fig.update_xaxes(tickformat=".0%", nticks=3)
+    fig.update_xaxes(tickformat=".0%", tickvals=[0, 0.5])
     fig.update_yaxes(title_text=label, row=1, col=1)
     fig.update_yaxes(title_text=label, row=2, col=1)
     return fig.update_layout(height=480, margin=dict(l=0, r=0, t=60, b=0), legend=dict(orientation="h", y=1.16))

@@ -46,14 +46,18 @@ DATASET = Page("dataset", "Dataset", ":material/bar_chart:", "Model")
 COMPARE = Page("compare", "Compare models", ":material/compare_arrows:", "Model")
 TRAIN = Page("train", "Train", ":material/model_training:", "Model")
 PLAY = Page("play", "Play", ":material/sports_esports:", "Outreach")
-PAGES = (HOME, BROWSE, GALAXY, EXPLAIN, ATLAS, ODDBALLS, YOUR_GALAXY, EVALUATE, COMPARE, DATASET, TRAIN, PLAY)  # in sidebar order
+VOTE = Page("vote", "Vote", ":material/how_to_vote:", "Outreach")  # a phone in a Play room (?room=NAME)
+KIOSK = Page("kiosk", "Kiosk", ":material/slideshow:", "Outreach")   # a galaxy of the minute (?every=SECONDS)
+PAGES = (HOME, BROWSE, GALAXY, EXPLAIN, ATLAS, ODDBALLS, YOUR_GALAXY, EVALUATE, COMPARE, DATASET, TRAIN, PLAY,
+         VOTE, KIOSK)  # in sidebar order
 SECTIONS = tuple(dict.fromkeys(p.section for p in PAGES))
 
 
 def _navigation(position: str) -> StreamlitPage:
     return st.navigation({section: [st.Page(p.script, title=p.title, icon=p.icon, url_path=p.name,
                                             default=p is HOME) for p in PAGES if p.section == section]
-                          for section in SECTIONS}, position=position)
+                          for section in SECTIONS}, position=position,
+                         expanded=True)  # every page listed (Streamlit folds a list of more than 12 into "View more")
 
 
 def menu() -> StreamlitPage:

@@ -272,6 +272,10 @@ def load_model(path: str, key: str):
 
 
 def model_for(path) -> tuple:
+    """`load_model` of a checkpoint file; CheckpointError when it is not there (a model named in the
+    URL or a widget that does not exist)."""
+    if not Path(path).is_file():
+        raise checkpoint.CheckpointError(f"{path}: checkpoint not found")
     return load_model(str(path), computed.file_key(path))
 
 
@@ -667,7 +671,7 @@ def labelled(ctx: Context) -> None:
     if ctx.listed.labels is not None:  # the catalogue's crowd columns come from them
         return
     if ctx.task.kind == "tree":
-        st.info(f"{ctx.data_dir} has no labels ({data.LABELS_FILE}): this page compares the model "
+        st.info(f"`{access.named(ctx.data_dir)}` has no labels ({data.LABELS_FILE}): this page compares the model "
                 f"with the crowd. Choose a labelled folder, or a labels CSV, on Home.")
     else:
         st.info(f"No labels for this model's {', '.join(ctx.task.label_columns)}: this page compares "
@@ -703,7 +707,8 @@ def describe_task(task: targets.Task) -> str:
     if task.kind == "tree":
         return "the 37 answer fractions of the Galaxy Zoo 2 decision tree (11 questions)"
     if task.kind == "regression":
-        return f"the target{'s' if len(task.columns) > 1 else ''} {', '.join(task.columns)} (regression)"
+        named = [c + (f" (in {task.unit(c)})" if task.unit(c) else "") for c in task.columns]
+        return f"the target{'s' if len(task.columns) > 1 else ''} {', '.join(named)} (regression)"
     return f"the class of `{task.target}`: one of {', '.join(task.columns)} (a classifier)"
 
 
@@ -737,11 +742,17 @@ def checkpoint_info(path) -> dict | None:
 def galaxy_row(ctx: Context) -> int:
     """Row of the open galaxy (?galaxy=ID) in the catalogue, the first one when none is open or it is
     not here."""
-    chosen = st.session_state.get("galaxy")
-    row = ctx.row_of(chosen) if chosen and str(chosen).isdigit() else None
-    if chosen and row is None:
-        st.warning(f"GalaxyID {chosen} is not in {ctx.data_dir}; showing the first galaxy instead.")
+    chosen = choices.galaxy_id(st.session_state.get("galaxy") or "")
+    row = ctx.row_of(chosen) if chosen is not None else None
+    if chosen is not None and row is None:
+        not_here(chosen, ctx)
     return 0 if row is None else row
+
+
+def not_here(galaxy_id: int, ctx: Context) -> None:
+    """Say that the galaxy asked for is not in the loaded data (named as a visitor may see it)."""
+    st.warning(f"GalaxyID {galaxy_id} is not in the loaded galaxies (`{access.named(ctx.data_dir)}`); showing "
+               f"the first galaxy instead.")
 
 
 def preview_table(ctx: Context, rows) -> pd.DataFrame:
@@ -784,10 +795,10 @@ def open_galaxy_view(ctx: Context) -> Open:
     if table is not None:
         row = galaxy_row(ctx)
         return Open(table, row, ctx.galaxies.paths[row], False)
-    chosen = st.session_state.get("galaxy")
-    hits = np.flatnonzero(ctx.listed.ids == int(chosen)) if chosen and str(chosen).isdigit() else []
-    if chosen and not len(hits):
-        st.warning(f"GalaxyID {chosen} is not in {ctx.data_dir}; showing the first galaxy instead.")
+    chosen = choices.galaxy_id(st.session_state.get("galaxy") or "")
+    hits = np.flatnonzero(ctx.listed.ids == chosen) if chosen is not None else []
+    if chosen is not None and not len(hits):
+        not_here(chosen, ctx)
     listed_row = int(hits[0]) if len(hits) else 0
     preview = preview_table(ctx, [listed_row])
     if not len(preview):
@@ -821,13 +832,13 @@ def comparison_path() -> Path | None:
 
 
 def compare_with(path) -> None:
-    """Show `path` beside the model (None or '': stop); in public mode only a checkpoint that
-    access.admit lets through (a refusal is shown on the next run, as choices.choose's are)."""
+    """Show `path` beside the model (None or '': stop); only a checkpoint that choices.parse lets
+    through, as for the model (a refusal is shown on the next run, as choices.choose's are)."""
     if path in (None, ""):
         st.session_state[COMPARE_WITH] = None
         return
     try:
-        st.session_state[COMPARE_WITH] = access.admit("model", str(path))
+        st.session_state[COMPARE_WITH] = choices.parse("model", str(path)) or None
     except access.Refused as e:
         st.session_state.setdefault(choices.REFUSED, []).append(str(e))
 
@@ -911,12 +922,14 @@ class Brought:
     saliency: explain.Attribution   # of Q1's top answer, or of the top class, or of the first target
 
 
-def brought(ctx: Context, blob: bytes, name: str) -> Brought:
-    """An uploaded file (upload.read_bytes, within this server's limits) through the loaded model:
-    its answers, embedding and saliency map, once per file content and model. Bad files raise
-    DataError naming them."""
+def brought(ctx: Context, blob: bytes, name: str, pixel_scale: float | None = None) -> Brought:
+    """An uploaded file (upload.read_bytes, within this server's limits, framed as the model expects;
+    a JPEG or PNG by its `pixel_scale` when given) through the loaded model: its answers, embedding
+    and saliency map, once per file content, pixel scale and model. Bad files raise DataError
+    naming them."""
     def compute(progress):
-        image = upload.read_bytes(blob, name, data.Preprocess(**ctx.ckpt["preprocess"]), access.public())
+        image = upload.read_bytes(blob, name, data.Preprocess(**ctx.ckpt["preprocess"]), access.public(),
+                                  pixel_scale, checkpoint.framing_of(ctx.ckpt))
         pred, spread = catalog.predict(ctx.model, image.crop[None], ctx.ckpt)
         columns = list(ctx.task.columns)
         table = evaluate.predictions_table([0], pred, None, columns)
@@ -930,8 +943,34 @@ def brought(ctx: Context, blob: bytes, name: str) -> Brought:
                                               if ctx.task.kind == "classification" else 0)
         return Brought(image, pixels, catalog.enrich(table, ctx.task),
                        neighbours.embed(ctx.model, image.crop[None], ctx.input_size)[0], saliency)
-    key = ("brought", hashlib.sha1(blob).hexdigest(), name, computed.file_key(ctx.ckpt_path), access.public())
+    key = ("brought", hashlib.sha1(blob).hexdigest(), name, computed.file_key(ctx.ckpt_path), access.public(),
+           pixel_scale)
     return memo(key, _as_page_work(compute), max_entries=8)
+
+
+@dataclass(frozen=True, eq=False)
+class Known:
+    """A loaded galaxy that an upload is (the same pixels after decoding)."""
+    galaxy_id: int
+    table: pd.DataFrame  # the catalogue (or its preview) that holds it: the crowd's answers beside the model's
+    row: int
+
+
+def known_upload(ctx: Context, mine: Brought) -> Known | None:
+    """The loaded galaxy the upload is (upload.known_galaxy over the data's crops, once per upload and
+    data) and the table row that shows it; None when it is none of them, or while the crops of a
+    large folder are still decoded (`ctx.previewed`)."""
+    if ctx.previewed and not ctx.crops_ready:
+        return None
+    key = ("known upload", hashlib.sha1(mine.image.crop.tobytes()).hexdigest(), *ctx.subject.identity)
+    found = memo(key, lambda progress: upload.known_galaxy(mine.image.crop, ctx.crops, ctx.galaxies.ids),
+                 max_entries=16)
+    if found is None:
+        return None
+    table = ctx.table_if_ready()
+    if table is not None:
+        return Known(found, table, ctx.row_of(found))
+    return Known(found, preview_table(ctx, [int(np.flatnonzero(ctx.listed.ids == found)[0])]), 0)
 
 
 def _as_page_work(compute):
@@ -968,28 +1007,33 @@ def attribution(ctx: Context, galaxy_id: int, pixels: np.ndarray, question: int 
                 f"{method} for {name}: images through the model")
 
 
+CHECKED_DEPTHS = 9  # the Explain page's randomisation maps: head (0 %) to input (100 %), evenly spaced
+
+
 def attribution_check(ctx: Context, galaxy_id: int, pixels: np.ndarray, question: int | None, answer: str,
                       method: str, conditional: bool = True) -> explain_checks.Check:
     """explain_checks.check of the map `attribution` shows, once per model/galaxy/answer/method."""
     tree_model = ctx.task.kind == "tree"
 
     def compute(progress):
+        depths = explain_checks.cascade_steps(ctx.model)
         return explain_checks.check(ctx.model, pixels, question, answer if tree_model else None, method,
                                     conditional, None if tree_model else ctx.task.columns.index(answer),
+                                    at=np.unique(np.linspace(0, depths, CHECKED_DEPTHS).round().astype(int)),
                                     progress=progress)
     return memo(attribution_key(ctx, galaxy_id, question, answer, method, conditional, "attribution check"),
                 _as_page_work(compute),
-                f"Checking the {method} map: maps of randomised models, then deletions", max_entries=32)
+                f"Checking the {method} map: maps of randomised models, then the removal tests", max_entries=32)
 
 
 @st.cache_resource
 def run_slot() -> dict:
-    """This server's training run: {'run': runs.Run or None, 'owner': the session that started it}.
-    One at a time for everyone."""
-    return {"run": None}
+    """This server's training run: {'run': runs.Run or None, 'owner': the session that started it,
+    'baseline': the model it is compared with}. One at a time for everyone (`start_run`)."""
+    return {"run": None, "lock": threading.Lock()}
 
 
-MY_RUNS = "_my_runs"  # session state: the checkpoints of this visitor's runs
+MY_RUNS = choices.MY_RUNS  # session state: the checkpoints of this visitor's runs
 
 
 def session_id() -> str:
@@ -1002,10 +1046,31 @@ def may_stop(slot: dict) -> bool:
     return not access.public() or slot.get("owner") == session_id()
 
 
-def start_run(slot: dict, run: runs.Run, baseline: Path) -> None:
-    """Start `run` as this session's and the server's one run."""
-    slot.update(run=run.start(), baseline=baseline, owner=session_id())
+def my_run(slot: dict) -> runs.Run | None:
+    """The server's run as this session may see it: locally any run; in public mode only the one this
+    session started: another visitor's curves, results, errors and checkpoint stay theirs."""
+    return slot.get("run") if may_stop(slot) else None
+
+
+def busy_elsewhere(slot: dict) -> float | None:
+    """Minutes left (an estimate, at least 1) of the run another visitor is running, which this
+    session may not see (`my_run`); None when there is none."""
+    run = slot.get("run")
+    if run is None or not run.running or my_run(slot) is not None:
+        return None
+    left = run.seconds_left()
+    return max(1.0, float(np.ceil((left if left is not None else 60 * (run.config.minutes or 1)) / 60)))
+
+
+def start_run(slot: dict, run: runs.Run, baseline: Path) -> bool:
+    """Start `run` as this session's and the server's one run; False (nothing started) when a run
+    is in progress already (another visitor pressed Start first)."""
+    with slot["lock"]:
+        if slot.get("run") is not None and slot["run"].running:
+            return False
+        slot.update(run=run.start(), baseline=baseline, owner=session_id())
     st.session_state.setdefault(MY_RUNS, []).append(str(run.out))
+    return True
 
 
 @st.cache_data(show_spinner=False, max_entries=2000)
