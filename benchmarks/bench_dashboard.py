@@ -45,7 +45,7 @@ once in a fresh process (numba compiles it first) and once after, PCA the median
 """
 
 READY = {navigation.HOME: "Validation RMSE", navigation.BROWSE: "galaxies match",
-         navigation.GALAXY: "Galaxies like this one", navigation.EXPLAIN: "Saliency (fast) · model",
+         navigation.GALAXY: "Galaxies like this one", navigation.EXPLAIN: "Integrated Gradients (32 passes) · model",
          navigation.EVALUATE: "Download all predictions", navigation.DATASET: "most confident galaxy",
          navigation.TRAIN: "Start training", navigation.PLAY: "Another galaxy"}  # text shown when done
 

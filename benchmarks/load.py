@@ -43,7 +43,7 @@ from gzcore import checkpoint, data, shipped
 
 from . import REAL_DATA, ROOT, browser
 
-READY = {"browse": "galaxies match", "galaxy": "Galaxies like this one", "explain": "Saliency (fast) · model"}
+READY = {"browse": "galaxies match", "galaxy": "Galaxies like this one", "explain": "Integrated Gradients (32 passes) · model"}
 THINK = (2.0, 4.0)  # seconds a visitor looks at a page before the next click (uniform; people read longer)
 OPEN = re.compile(r"^Open (\d+)$")  # Browse's buttons that open a galaxy
 

@@ -17,11 +17,12 @@ if not presenter.active():
     st.html(presenter.PRESENT_CSS)
     with st.container(key=presenter.EXIT):
         st.page_link(navigation.HOME.script, label="Leave the kiosk", icon=":material/close_fullscreen:")
+every = str(st.query_params.get("every", ""))
+every = int(np.clip(int(every), 10, 600)) if re.fullmatch(r"[0-9]{1,5}", every) else 60  # ASCII digits only
+st.title("Galaxy of the minute" if every == 60 else "Galaxy of the moment")
 ctx = state.context()
 state.tree_only(ctx)
 state.labelled(ctx)
-every = str(st.query_params.get("every", ""))
-every = int(np.clip(int(every), 10, 600)) if re.fullmatch(r"[0-9]{1,5}", every) else 60  # ASCII digits only
 order = np.random.default_rng(0).permutation(len(ctx.table))  # the same sequence on every kiosk
 
 
@@ -30,7 +31,6 @@ def slide() -> None:
     row = int(order[int(time.time() // every) % len(order)])
     crowd_w, model_w = (catalog.weighted(ctx.table, s, rows=[row]) for s in ("crowd", "model"))
     crowd, model = outreach.shares(crowd_w), outreach.shares(model_w)
-    st.title("Galaxy of the minute" if every == 60 else "Galaxy of the moment")
     left, right = st.columns([11, 9], gap="large")
     image = state.image_for(ctx, row)
     if image is not None:

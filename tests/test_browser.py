@@ -71,7 +71,7 @@ def test_home_browse_galaxy_explain(page, url):
     answers_shown(page)
     snap(page, SHOTS / "galaxy.png")
     page.get_by_role("button", name="Explain").click()
-    page.get_by_text("Saliency (fast) · model").first.wait_for()
+    page.get_by_text("Integrated Gradients (32 passes) · model").first.wait_for()
     page.get_by_role("combobox", name="Method").click()
     page.get_by_role("option", name="SmoothGrad (16 passes)").click()
     page.get_by_role("button", name="Compute SmoothGrad").first.click()
