@@ -21,7 +21,7 @@ from test_public import public_env  # noqa: F401  (a fixture)
 
 from gzcore import checkpoint, data, oddballs, runs, train
 from gzcore.dashboard import access, choices, navigation, state
-from gzcore.dashboard.navigation import DATASET, GALAXY, HOME, ODDBALLS, PAGES, TRAIN
+from gzcore.dashboard.navigation import DATASET, EVALUATE, GALAXY, HOME, ODDBALLS, PAGES, TRAIN
 
 TINY_CKPT = ROOT / "tests" / "data" / "checkpoints" / "format-1.pt"  # dieleman of width 2
 FEW = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -63,6 +63,15 @@ def test_a_galaxy_not_in_the_data_is_said_without_the_data_path(public_env, monk
     at.query_params["galaxy"] = "1"
     at = show(at, GALAXY)
     assert "GalaxyID 1 is not in the loaded galaxies (`universe`); showing the first galaxy" in texts(at.warning)
+    assert_shows_no_folder(at)
+
+
+@pytest.mark.parametrize("value", [".", "", "./"])
+def test_a_data_value_with_no_name_in_it_is_judged_not_a_crash(public_env, monkeypatch, value):
+    at = app_with(public_env, monkeypatch)  # hypothesis found ?data=. crashing every page in public mode
+    at.query_params["data"] = value
+    at = show(at, EVALUATE)
+    assert not at.exception and at.title
     assert_shows_no_folder(at)
 
 

@@ -92,7 +92,7 @@ def named(path) -> str:
 def located(value: str) -> str:
     """What a visitor names (`named`'s 'ROOT-NAME/rest') as the server's path, in public mode; any
     other value unchanged, for `admit` to judge."""
-    if not public() or not value or Path(value).is_absolute():
+    if not public() or not Path(value).parts or Path(value).is_absolute():  # "" and "." have no parts
         return value
     first, *rest = Path(value).parts
     root = _labelled_roots().get(first)
