@@ -155,6 +155,7 @@ def test_the_galaxy_page_shows_a_second_models_bars_until_dropped(app):
     assert not any(name.startswith("synthetic.pt") for name in bar_values(answers(at)[0]))
 
 
+@pytest.mark.slow
 def test_the_student_teacher_preset_and_a_refused_checkpoint(app, monkeypatch, tmp_path):
     at = show(app, COMPARE)
     preset = next(b for b in at.button if "against its teacher" in b.label)

@@ -63,6 +63,7 @@ def test_the_check_leaves_the_users_model_and_random_state_alone_and_repeats(tra
         np.testing.assert_array_equal(a.random, b.random)
 
 
+@pytest.mark.slow
 def test_randomising_a_trained_model_decorrelates_its_saliency(trained, image):
     c = explain_checks.check(trained, image, 1, "Class1.1", "saliency")
     r = c.randomisation

@@ -5,7 +5,11 @@ import torch
 from gzcore import checkpoint, data, evaluate, models, tree
 
 
-@pytest.mark.parametrize("name", list(models.BACKBONES))
+DEEPER = {"resnet34", "resnet50", "xresnet34"}  # a family's deeper members: seconds each to build and run
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in DEEPER else n
+                                  for n in models.BACKBONES])
 def test_every_model_obeys_the_tree_for_any_input(name):
     torch.manual_seed(0)
     model = models.build(name).eval()
