@@ -320,6 +320,7 @@ def test_the_url_is_parsed_in_one_place_with_bounds():
         assert odd[:50] not in str(e.value) or odd == "²" and "²" not in str(e.value)
 
 
+@pytest.mark.slow  # 15 s: the fast tier keeps the every-page parametrised checks
 @FEW
 @given(params=st.dictionaries(st.sampled_from(choices.URL_KEYS), VALUES, min_size=1, max_size=3))
 def test_any_query_parameters_on_galaxy_and_home_render_without_a_folder_in_public_mode(public_env, monkeypatch,
