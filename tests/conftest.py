@@ -152,3 +152,11 @@ def random_tree_rows(n, seed=0):
     rng = np.random.default_rng(seed)
     cond = np.concatenate([rng.dirichlet(np.ones(len(q.answers)), n) for q in tree.QUESTIONS], axis=1)
     return tree.to_weighted(cond)
+
+
+@pytest.fixture(scope="module")
+def url(dashboard_env, tmp_path_factory):
+    """The browser tests' `streamlit run app.py` on the dashboard data, with a crop cache of its own."""
+    from benchmarks.browser import server
+    with server({**dashboard_env, "GZ_CACHE": str(tmp_path_factory.mktemp("gzcache"))}) as base:
+        yield base

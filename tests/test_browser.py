@@ -21,12 +21,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow,
 
 
 @pytest.fixture(scope="module")
-def url(dashboard_env, tmp_path_factory):
-    with server({**dashboard_env, "GZ_CACHE": str(tmp_path_factory.mktemp("gzcache"))}) as base:
-        yield base
-
-
-@pytest.fixture(scope="module")
 def page(url):
     SHOTS.mkdir(parents=True, exist_ok=True)
     with chromium() as page:

@@ -7,7 +7,7 @@ import re
 import pytest
 from conftest import ROOT
 
-from benchmarks.browser import ARGS, CHROMIUM, server, settle
+from benchmarks.browser import ARGS, CHROMIUM, settle
 from gzcore.dashboard import navigation
 
 SHOTS = ROOT / "artifacts" / "screenshots"
@@ -16,12 +16,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow,
                                  reason=f"{CHROMIUM} not found (apt-get install chromium)")]
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True,
          "device_scale_factor": 2}
-
-
-@pytest.fixture(scope="module")
-def url(dashboard_env, tmp_path_factory):
-    with server({**dashboard_env, "GZ_CACHE": str(tmp_path_factory.mktemp("gzcache"))}) as base:
-        yield base
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT
 from test_own_target import survey  # noqa: F401  (the fixture: images/ + labels.csv with `oh [dex]`)
 
-from benchmarks.browser import CHROMIUM, chromium, goto, server, settle
+from benchmarks.browser import CHROMIUM, chromium, goto, settle
 from benchmarks.first_target import first_target
 from gzcore import data
 from gzcore.dashboard import navigation
@@ -18,12 +18,6 @@ SHOTS = ROOT / "artifacts" / "screenshots"
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(not CHROMIUM.is_file(),
                                  reason=f"{CHROMIUM} not found (apt-get install chromium)")]
-
-
-@pytest.fixture(scope="module")
-def url(dashboard_env, tmp_path_factory):
-    with server({**dashboard_env, "GZ_CACHE": str(tmp_path_factory.mktemp("gzcache"))}) as base:
-        yield base
 
 
 @pytest.fixture(scope="module")
