@@ -376,6 +376,17 @@ def column_labels(table: pd.DataFrame, task: targets.Task = targets.TREE) -> dic
     return {k: v for k, v in out.items() if _has_values(table, k)}
 
 
+def unit_of(column: str, task: targets.Task) -> str:
+    """The units of a table column's values: a target's (its model, true, spread and error columns);
+    the targets' shared units for the per-galaxy `rmse` and `uncertainty` of a regression; else ""."""
+    if task.kind != "regression":
+        return ""
+    if column in ("rmse", "uncertainty"):
+        return task.shared_unit
+    return next((task.unit(c) for c in task.columns if column in (col(c), col(c, "crowd"), col(c, "spread"),
+                                                                   f"error {c}")), "")
+
+
 def _has_values(table, column: str) -> bool:
     """Whether `column` holds a value (a large_catalog.Catalogue has left out its empty columns)."""
     return column in table and (not isinstance(table, pd.DataFrame) or table[column].notna().any())
@@ -562,6 +573,14 @@ def most_confident(table: pd.DataFrame, source: str = "crowd") -> pd.Series:
     w = weighted(table, source)
     known = ~np.isnan(w).all(axis=0)
     return pd.Series(np.where(known, np.nan_to_num(w, nan=-1.0).argmax(axis=0), -1), index=list(tree.COLUMNS))
+
+
+def surest(table: pd.DataFrame, column: str, k: int = 3, source: str = "crowd") -> list[int]:
+    """Row positions of the (up to) `k` galaxies with the largest weighted value of one answer,
+    largest first; galaxies nobody gave that answer (0, or unknown) are no example of it."""
+    w = np.nan_to_num(values(table, [column], source)[:, 0], nan=0.0)
+    rows = np.argsort(-w, kind="stable")[:k]
+    return [int(r) for r in rows if w[r] > 0]
 
 
 def mean_image(crops, chunk: int = 2048) -> np.ndarray:

@@ -298,17 +298,18 @@ class CheckpointData:
 
 
 def data_for(ckpt: dict, folder, labels: bool | None = None, skip_bad: bool = False,
-             cache_dir=None, progress=None, label_file=None) -> CheckpointData:
+             cache_dir=None, progress=None, label_file=None, pixel_scale: float | None = None) -> CheckpointData:
     """Open `folder` (labels as in `data.open_folder`, or the checkpoint's targets read from the
-    CSV `label_file`), decode its crops as `ckpt` was trained on (cached) and split it as `ckpt`
-    was split."""
+    CSV `label_file`), decode its crops as `ckpt` was trained on (cached; framed to its framing, its
+    JPEGs and PNGs at `pixel_scale` when given) and split it as `ckpt` was split."""
     if label_file is not None:
         galaxies, _ = targets.open_labelled(folder, label_file, task=targets.of_checkpoint(ckpt),
                                             skip_bad=skip_bad)
     else:
         galaxies = data.open_folder(folder, labels=labels, skip_bad=skip_bad)
     crops, galaxies = data.load_crops(galaxies, preprocess_of(ckpt), cache_dir=cache_dir,
-                                      skip_bad=skip_bad, progress=progress)
+                                      skip_bad=skip_bad, progress=progress, target=framing_of(ckpt),
+                                      pixel_scale=pixel_scale)
     if not len(galaxies):
         skipped = galaxies.skipped
         raise data.DataError(f"{folder}: no images" +

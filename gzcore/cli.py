@@ -10,7 +10,7 @@ Stable contract (scripts call it):
   gz shrink CKPT --data DIR --out CKPT [--half | --int8]
   gz evaluate --data DIR [--labels FILE.csv] [--checkpoint CKPT]
   gz compare A.pt B.pt --data DIR [--labels FILE.csv] [--out FILE.csv]
-  gz predict --data DIR|IMAGE [--checkpoint CKPT] [--uncertainty] --out FILE.csv
+  gz predict --data DIR|IMAGE [--checkpoint CKPT] [--uncertainty] [--pixel-scale ARCSEC] --out FILE.csv
   gz atlas --data DIR [--checkpoint CKPT] [--method umap|pca] --out FILE.csv
   gz oddballs --data DIR [--checkpoint CKPT] [--top N] --out FILE.csv
   gz explain-check --data DIR [--checkpoint CKPT] (--galaxy ID | --held-out N) [--method M ...] [--json]
@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import errno
 import json
+import math
 import os
 import sys
 import tempfile
@@ -251,7 +252,8 @@ def _load(args, labels: bool):
                              f"pass their CSV with --labels")
     held = checkpoint.data_for(ckpt, args.data, labels=labels, skip_bad=args.skip_bad,
                                label_file=args.labels if labels else None,
-                               progress=_Bar("decoding crops (once; cached)"))
+                               progress=_Bar("decoding crops (once; cached)"),
+                               pixel_scale=getattr(args, "pixel_scale", None))
     return model, ckpt, task, held
 
 
@@ -347,9 +349,6 @@ def cmd_predict(args):
         sys.exit("gz predict: error: under torchrun the ranks write Parquet parts: use --out NAME.parquet")
     if args.embedding:
         sys.exit("gz predict: error: --embedding needs a Parquet output (--out NAME.parquet)")
-    if args.pixel_scale is not None and not single:
-        sys.exit("gz predict: error: --pixel-scale is for one JPEG or PNG image (--data IMAGE); FITS "
-                 "files give theirs in their WCS")
     if single:  # within the dashboard's upload limits (gzcore.upload)
         model, ckpt = checkpoint.load(args.checkpoint)
         task, galaxies = targets.of_checkpoint(ckpt), data.unlabelled(args.data.parent, [args.data])
@@ -359,6 +358,8 @@ def cmd_predict(args):
         print(mine.framing.summary())
         if mine.framing.warning():
             print(f"warning: {args.data}: {mine.framing.warning()}", file=sys.stderr)
+        if mine.stretched():
+            data.warn(mine.stretched())  # as a folder's: "gz predict: warning: …"
     else:
         model, ckpt, task, held = _load(args, labels=False)
         galaxies, crops = held.galaxies, held.crops
@@ -376,6 +377,17 @@ def cmd_predict(args):
     print(f"wrote predictions for {len(galaxies)} galaxies to {args.out} "
           f"({_ran_on(INFERENCE.describe())})")
     _skipped(galaxies)
+
+
+def _pixel_scale(text: str) -> float:
+    """--pixel-scale: arcseconds per pixel, a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: give arcseconds per pixel, a number above 0")
+    return value
 
 
 def _answers(task: targets.Task, pred: np.ndarray, spread: np.ndarray | None) -> str:
@@ -403,7 +415,7 @@ def _predict_survey(args):
     rank, world = distributed.rank(), distributed.world()
     report = survey.predict(model.to(setup.device), ckpt, path, galaxies, args.out, tta=not args.no_tta,
                             uncertainty=args.uncertainty, embedding=args.embedding, skip_bad=args.skip_bad,
-                            shard=args.shard,
+                            shard=args.shard, pixel_scale=args.pixel_scale,
                             progress=_Bar(f"rank {rank}/{world}: parts", "part") if rank == 0 else None)
     for bad in report["skipped"]:
         print(f"skipped: {bad}", file=sys.stderr)
@@ -423,7 +435,8 @@ def _subject(args, what: str = "the dashboard's"):
     path = args.checkpoint or checkpoint.default()
     galaxies = targets.open_for(args.data, targets.of_checkpoint(ckpt), getattr(args, "labels", None))
     crops, kept = data.load_crops(galaxies, data.Preprocess(**ckpt["preprocess"]), skip_bad=True,
-                                  progress=_Bar(f"decoding crops (once; cached as {what})"))
+                                  progress=_Bar(f"decoding crops (once; cached as {what})"),
+                                  target=checkpoint.framing_of(ckpt))
     if kept.skipped and not args.skip_bad:
         sys.exit(f"gz: error: {kept.skipped[0]} (--skip-bad skips such images)")
     return model, computed.Subject(kept, ckpt, Path(path), data.default_cache_dir()), crops
@@ -796,10 +809,12 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (default: one per core); on a machine other work keeps "
                     "busy, 1 per busy core fewer (two threads waiting on a taken core cost ~3x)")
-    pr.add_argument("--pixel-scale", type=float, default=None, metavar="ARCSEC",
-                    help="one JPEG or PNG's pixel scale (arcsec per pixel): it is then rescaled by its "
-                    "galaxy's measured size to the framing the model learnt (a Galaxy Zoo 2 cutout's); "
-                    "without it a picture is cropped as it is, with a warning. FITS use their WCS")
+    pr.add_argument("--pixel-scale", type=_pixel_scale, default=None, metavar="ARCSEC",
+                    help="the pixel scale (arcsec per pixel) of the JPEG or PNG image, or of every one "
+                    "in the folder or list: each is then rescaled by its galaxy's measured size to the "
+                    "framing the model learnt (a Galaxy Zoo 2 cutout's); without it a picture is "
+                    "cropped as it is (with a warning for one image, or a folder for a model framed "
+                    "otherwise). FITS use their WCS")
     pr.set_defaults(func=cmd_predict)
 
     d = sub.add_parser("distill", help="train one student on a teacher's answers (with TTA) over "

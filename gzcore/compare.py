@@ -134,7 +134,7 @@ def says(pred: np.ndarray, task: targets.Task) -> list[str]:
         return [tree.summary(w) for w in pred]
     if task.kind == "classification":
         return [f"{task.columns[p.argmax()]} {p.max():.0%}" for p in pred]
-    return [" · ".join(f"{c} {v:.3g}" for c, v in zip(task.columns, p)) for p in pred]
+    return [" · ".join(f"{c} {task.format(c, v)}" for c, v in zip(task.columns, p)) for p in pred]
 
 
 def top_disagreement(pred_a: np.ndarray, pred_b: np.ndarray) -> list[str]:
@@ -222,11 +222,12 @@ def run(path_a, path_b, folder, labels=None, tta: bool = True, top: int = TOP, p
                              f"their labels CSV")
     names = names_of(path_a, path_b)
     read = {}
-    for ckpt in (ckpt_a, ckpt_b):  # one read when both crop alike
-        key = tuple(sorted(ckpt["preprocess"].items()))
-        if key not in read:
-            read[key] = checkpoint.data_for(ckpt, folder, labels=True, label_file=labels, progress=progress)
-    data_a, data_b = (read[tuple(sorted(c["preprocess"].items()))] for c in (ckpt_a, ckpt_b))
+    def alike(ckpt):  # one read when both crop and frame alike
+        return checkpoint.preprocess_of(ckpt), checkpoint.framing_of(ckpt)
+    for ckpt in (ckpt_a, ckpt_b):
+        if alike(ckpt) not in read:
+            read[alike(ckpt)] = checkpoint.data_for(ckpt, folder, labels=True, label_file=labels, progress=progress)
+    data_a, data_b = (read[alike(c)] for c in (ckpt_a, ckpt_b))
     pos_a, pos_b = _aligned(data_a.galaxies.ids, data_b.galaxies.ids)
     held_a = np.isin(pos_a, checkpoint.split(data_a.galaxies, ckpt_a)[1])
     held_b = np.isin(pos_b, checkpoint.split(data_b.galaxies, ckpt_b)[1])

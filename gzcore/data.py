@@ -21,7 +21,7 @@ import signal
 import warnings
 import zipfile
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,9 @@ IMAGE_DIRS = ("images_training_rev1", "images_test_rev1")
 LABELS_FILE = "training_solutions_rev1.csv"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", *fits.SUFFIXES)
 CACHE_VERSION = 3  # 3: 16-bit and transparent images decoded anew (see _rgb)
-FITS_RENDERING = 2  # caches holding FITS: 2: framed (gzcore.framing) and rendered as Galaxy Zoo DECaLS did
+# caches holding FITS: 2: framed (gzcore.framing) and rendered as Galaxy Zoo DECaLS did; 3: and those
+# whose framing is in doubt kept (warned of at every load)
+FITS_RENDERING = 3
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated JPEG is an error, never silently grey
 # The most pixels (width x height) an image may have; larger ones are refused from their header,
 # before decoding. Galaxy Zoo images are 424 x 424 (0.18 Mpx) and survey cutouts a few hundred px
@@ -92,6 +94,7 @@ class GalaxySet:
     paths: list[Path]
     labels: np.ndarray | None = None  # float32 (N, 37) weighted fractions
     skipped: list[str] = field(default_factory=list)  # human-readable reasons, with --skip-bad
+    warned: list[str] = field(default_factory=list)   # the InputWarnings its crops were loaded with, for a page
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -99,7 +102,7 @@ class GalaxySet:
     def subset(self, index: np.ndarray) -> "GalaxySet":
         index = np.asarray(index)
         return GalaxySet(self.root, self.ids[index], [self.paths[i] for i in index],
-                         None if self.labels is None else self.labels[index], list(self.skipped))
+                         None if self.labels is None else self.labels[index], list(self.skipped), list(self.warned))
 
     @classmethod
     def concat(cls, sets: list["GalaxySet"]) -> "GalaxySet":
@@ -378,29 +381,45 @@ def _roi_box(image: Image.Image, min_side: float, pad: float) -> tuple[float, fl
     return side / 2 - half, side / 2 + half
 
 
-def read_rgb(path: Path, pp: Preprocess, blob: bytes | None = None,
-             max_pixels: int | None = None, target: framing.Target = framing.GZ2) -> Image.Image:
-    """The image in mode RGB. JPEGs are decoded by libjpeg-turbo (`_jpeg`); FITS files are framed
-    to `target` (`framing.frame_cutout`: rescaled so that the galaxy is as large as in a Galaxy Zoo 2
-    cutout) and rendered by `fits.render` (as Galaxy Zoo DECaLS rendered g, r, z), with what was
-    applied in the image's `info["framing"]`; other formats, and JPEGs simplejpeg refuses, go
-    through Pillow (`_rgb`), as they are. An image of more than `max_pixels` (default `MAX_PIXELS`)
-    is refused from its header, before it is decoded. `blob`: the file's bytes when they are
-    already in memory (an upload; `path` then only names it)."""
+def read_rgb(path: Path, pp: Preprocess, blob: bytes | None = None, max_pixels: int | None = None,
+             target: framing.Target = framing.GZ2, pixel_scale: float | None = None) -> Image.Image:
+    """The image in mode RGB, framed to `target` (a checkpoint's, `checkpoint.framing_of`), with
+    what was applied in its `info["framing"]` (a `framing.Applied`): the one place every image is
+    framed, a folder's as a single file. FITS files are framed by `framing.frame_cutout` (rescaled
+    so that the galaxy is as large as in the model's training pictures) and rendered by
+    `fits.render` (as Galaxy Zoo DECaLS rendered g, r, z); a JPEG or PNG by `framing.frame_picture`
+    when its `pixel_scale` (″/px) is given (from its full pixels), else cropped as it is. JPEGs are
+    decoded by libjpeg-turbo (`_jpeg`), other formats, and JPEGs simplejpeg refuses, by Pillow
+    (`_rgb`). An image of more than `max_pixels` (default `MAX_PIXELS`) is refused from its header,
+    before it is decoded. `blob`: the file's bytes when they are already in memory (an upload; `path`
+    then only names it)."""
     limit = max_pixels or MAX_PIXELS
     if path.name.lower().endswith(fits.SUFFIXES):
         try:
             framed, applied = framing.frame_cutout(fits.read(path, max_pixels=limit, blob=blob), target)
         except fits.FitsError as e:  # its message names the file
             raise DataError(str(e)) from e
+        if pixel_scale and applied.pixel_scale is None:
+            applied = replace(applied, note="; ".join(filter(None, (
+                applied.note, "--pixel-scale is for JPEG and PNG files: a FITS gives its own in its WCS"))))
         image = Image.fromarray(fits.render(framed))
-        image.info["framing"] = applied
-        return image
+    else:
+        image = _picture(path, pp, blob, limit, whole=bool(pixel_scale))
+        framed, applied = framing.frame_picture(image, pixel_scale, target)
+        if applied.established:
+            image = Image.fromarray(framed)
+    image.info["framing"] = applied
+    return image
+
+
+def _picture(path: Path, pp: Preprocess, blob: bytes | None, limit: int, whole: bool) -> Image.Image:
+    """A JPEG or PNG (or another format Pillow reads) in mode RGB; `whole`: all its pixels (else a
+    JPEG may be decoded at 1/2 or less, `_jpeg`)."""
     try:
         blob = path.read_bytes() if blob is None else blob
         if not blob:
             raise DataError(f"{path}: empty file (0 bytes)")
-        image = _jpeg(path, blob, pp, limit) if blob[:3] == b"\xff\xd8\xff" else None
+        image = _jpeg(path, blob, pp, limit) if blob[:3] == b"\xff\xd8\xff" and not whole else None
         if image is None:
             with Image.open(io.BytesIO(blob)) as img:  # reads the header only
                 _check_size(path, *img.size, limit)
@@ -452,9 +471,9 @@ def _rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode(path: Path, pp: Preprocess) -> np.ndarray:
-    """One image file -> uint8 crop (size, size, channels)."""
-    return crop_of(read_rgb(path, pp), pp)
+def decode(path: Path, pp: Preprocess, target: framing.Target = framing.GZ2) -> np.ndarray:
+    """One image file -> uint8 crop (size, size, channels), framed to `target` (`read_rgb`)."""
+    return crop_of(read_rgb(path, pp, target=target), pp)
 
 
 STRETCH = 4      # a crop enlarged more than this from the image's pixels is "tiny" (warned of)
@@ -478,10 +497,18 @@ def distortion(size: tuple[int, int], pp: Preprocess) -> str | None:
 
 
 def stretched_warning(notes: list[str]) -> str:
-    """The one warning for every image `distortion` noted (notes: 'PATH (how)')."""
+    """The one warning for every image `distortion` noted (notes: 'PATH (how)'), of a folder or of
+    one image."""
     return (f"{len(notes)} image(s) too small or too elongated for the crop, read anyway (tiny ones "
             f"stretched, long ones cut to their central square): {listed(notes)}; their answers are "
             f"less reliable")
+
+
+def unframed_warning(notes: list[str]) -> str:
+    """The one warning for every image of a folder whose framing is in doubt (notes: 'PATH (why)',
+    `framing.Applied.doubt`)."""
+    return (f"{len(notes)} image(s) not surely framed as the model's training pictures were: "
+            f"{listed(notes, 3)}; their answers may be those of another picture")
 
 
 def _central_square(image: Image.Image) -> Image.Image:
@@ -528,12 +555,15 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("GZ_CACHE", Path.home() / ".cache" / "gzcore"))
 
 
-def fingerprint(galaxies: GalaxySet, pp: Preprocess) -> str:
-    """Hash of the image files (name, size, mtime) and the preprocessing: the cache key, also stored
-    in checkpoints as the data fingerprint."""
+def fingerprint(galaxies: GalaxySet, pp: Preprocess, target: framing.Target = framing.GZ2,
+                pixel_scale: float | None = None) -> str:
+    """Hash of the image files (name, size, mtime), the preprocessing and the framing (`read_rgb`'s
+    `target` and `pixel_scale`): the cache key, also stored in checkpoints as the data fingerprint."""
     h = hashlib.sha1(json.dumps([CACHE_VERSION, asdict(pp)]).encode())
     if any(p.name.lower().endswith(fits.SUFFIXES) for p in galaxies.paths):  # JPEG caches keep their key
         h.update(f"fits rendering {FITS_RENDERING}\n".encode())
+    if target != framing.GZ2 or pixel_scale:  # Galaxy Zoo 2's framing, pictures as given: keys as before
+        h.update(json.dumps(["framing", target.to_dict(), pixel_scale]).encode())
     for p in galaxies.paths:
         try:
             st = p.stat()
@@ -544,24 +574,29 @@ def fingerprint(galaxies: GalaxySet, pp: Preprocess) -> str:
 
 
 def decode_chunk(args) -> tuple:
-    """(crops, with None for images skipped; reasons) of (paths, Preprocess, skip_bad): one job of
-    a process pool. With a fourth element True, (crops, reasons, notes): 'PATH (how)' for each
-    image `distortion` finds stretched or cut."""
-    paths, pp, skip_bad, *noting = args
-    out, bad, notes = [], [], []
+    """(crops, with None for images skipped; reasons) of (paths, Preprocess, skip_bad[, noting,
+    target, pixel_scale]): one job of a process pool, each image framed by `read_rgb` (to `target`,
+    JPEGs and PNGs at `pixel_scale`). With `noting`, (crops, reasons, notes, unframed): 'PATH (how)'
+    for each image `distortion` finds stretched or cut, 'PATH (why)' for each whose framing is in
+    doubt (`framing.Applied.doubt`)."""
+    paths, pp, skip_bad, *given = args
+    noting, target, pixel_scale = (*given, *(False, framing.GZ2, None)[len(given):])
+    out, bad, notes, unframed = [], [], [], []
     for p in paths:
         try:
-            image = read_rgb(p, pp)
-            odd = distortion(image.size, pp)
+            image = read_rgb(p, pp, target=target, pixel_scale=pixel_scale)
+            odd, doubt = distortion(image.size, pp), image.info["framing"].doubt()
             if odd:
                 notes.append(f"{p} ({odd})")
+            if doubt:
+                unframed.append(f"{p} ({doubt})")
             out.append(crop_of(image, pp))
         except DataError as e:
             if not skip_bad:
                 raise
             bad.append(str(e))
             out.append(None)
-    return (out, bad, notes) if noting and noting[0] else (out, bad)
+    return (out, bad, notes, unframed) if noting else (out, bad)
 
 
 PART = 256  # galaxies per part file of a cache being built: what a killed build keeps, what ranks share
@@ -569,7 +604,8 @@ PART = 256  # galaxies per part file of a cache being built: what a killed build
 
 def load_crops(galaxies: GalaxySet, pp: Preprocess = Preprocess(), cache_dir: Path | None = None,
                workers: int | None = None, skip_bad: bool = False, progress=None,
-               share: tuple[int, int] = (0, 1)) -> tuple[np.ndarray, GalaxySet]:
+               share: tuple[int, int] = (0, 1), target: framing.Target = framing.GZ2,
+               pixel_scale: float | None = None) -> tuple[np.ndarray, GalaxySet]:
     """Decoded crops of every galaxy, (N, size, size, C) uint8, memory-mapped from the cache.
 
     A missing cache is built from part files of `PART` crops, each written whole or not at all, so
@@ -579,49 +615,56 @@ def load_crops(galaxies: GalaxySet, pp: Preprocess = Preprocess(), cache_dir: Pa
     dropped: the returned GalaxySet is the matching subset and lists them in `.skipped`; without,
     the first of them raises DataError, even when the cache was built with `skip_bad`. Images too
     small or too elongated for the crop (`distortion`) are named in one `InputWarning`, at every
-    load (the cache keeps them)."""
+    load (the cache keeps them), and so are images whose framing is in doubt (in another): each is
+    framed to `target` by `read_rgb`, JPEGs and PNGs at `pixel_scale` when given. The returned
+    GalaxySet's `.warned` holds those warnings, for a page to show."""
     cache_dir = Path(cache_dir or default_cache_dir())
     cache_dir.mkdir(parents=True, exist_ok=True)
-    key, shape = fingerprint(galaxies, pp), (pp.size, pp.size, pp.channels)
+    key, shape = fingerprint(galaxies, pp, target, pixel_scale), (pp.size, pp.size, pp.channels)
     atomic.remove_stale(cache_dir, key)
     found, parts = _cached(cache_dir, key, len(galaxies), shape), cache_dir / f"{key}.parts"
     while found is None:  # a round that finds a damaged part decodes it again in the next
-        _build_parts(galaxies, pp, parts, workers, skip_bad, progress, share)
+        _build_parts(galaxies, (pp, skip_bad, True, target, pixel_scale), parts, workers, progress, share)
         with _locked(cache_dir / ".lock"):  # one process assembles, the others then find it done
             found = _cached(cache_dir, key, len(galaxies), shape) or _assemble(parts, cache_dir, key,
                                                                               len(galaxies), shape)
-    crops, bad, odd = found
-    if odd:
-        warn(stretched_warning(odd))
+    crops, bad, odd, unframed = found
+    warned = [stretched_warning(odd)] * bool(odd) + [unframed_warning(unframed)] * bool(unframed)
+    for message in warned:
+        warn(message)
     if bad and not skip_bad:
         raise DataError(bad[0][1])  # the decoding error, as an uncached call raises it
     keep = np.ones(len(galaxies), bool)
     keep[[i for i, _ in bad]] = False
     kept = galaxies.subset(np.flatnonzero(keep))
     kept.skipped += [reason for _, reason in bad]
+    kept.warned += warned
     return crops, kept
 
 
-def _cached(cache_dir: Path, key: str, n: int, shape: tuple) -> tuple[np.ndarray, list, list] | None:
-    """(crops memory-mapped, [(index, reason)] of the images skipped, the `distortion` notes) of the
-    finished cache `key` of `n` galaxies, or None when it is missing, half written or damaged (a
-    build replaces it)."""
+def _cached(cache_dir: Path, key: str, n: int, shape: tuple) -> tuple[np.ndarray, list, list, list] | None:
+    """(crops memory-mapped, [(index, reason)] of the images skipped, the `distortion` notes, the
+    framing doubts) of the finished cache `key` of `n` galaxies, or None when it is missing, half
+    written or damaged (a build replaces it)."""
     try:
         info = json.loads((cache_dir / f"{key}.json").read_text())
         bad = [(int(i), str(reason)) for i, reason in info["bad"]]
         odd = [str(note) for note in info.get("odd", [])]  # caches written before it: none
+        unframed = [str(note) for note in info.get("unframed", [])]  # as `odd`
         crops = np.load(cache_dir / f"{key}.npy", mmap_mode="r")
     except (OSError, EOFError, ValueError, KeyError, TypeError):  # JSON and .npy errors included
         return None
     kept = n - len({i for i, _ in bad if 0 <= i < n})
-    return (crops, bad, odd) if info.get("key") == key and crops.shape == (kept, *shape) else None
+    return (crops, bad, odd, unframed) if info.get("key") == key and crops.shape == (kept, *shape) else None
 
 
-def _build_parts(galaxies: GalaxySet, pp: Preprocess, parts: Path, workers: int | None, skip_bad: bool,
-                 progress, share: tuple[int, int]) -> None:
-    """Decode the parts not yet in `parts/` (part k: galaxies k * PART onwards) in a process pool:
+def _build_parts(galaxies: GalaxySet, job: tuple, parts: Path, workers: int | None, progress,
+                 share: tuple[int, int]) -> None:
+    """Decode the parts not yet in `parts/` (part k: galaxies k * PART onwards) in a process pool,
+    `job` the rest of each `decode_chunk` job (Preprocess, skip_bad, True, target, pixel_scale):
     this process's share first (every share[1]-th part from share[0]), then the others still
     missing, last first, so that processes sharing the work meet rather than repeat each other."""
+    pp = job[0]
     n, count = len(galaxies), math.ceil(len(galaxies) / PART)
     parts.mkdir(exist_ok=True)
     atomic.remove_stale(parts, "")
@@ -636,20 +679,19 @@ def _build_parts(galaxies: GalaxySet, pp: Preprocess, parts: Path, workers: int 
     try:
         while True:
             while len(running) < 2 * workers and (k := next(todo, None)) is not None:
-                job = (galaxies.paths[k * PART:(k + 1) * PART], pp, skip_bad, True)
-                running[pool.submit(decode_chunk, job)] = k
+                running[pool.submit(decode_chunk, (galaxies.paths[k * PART:(k + 1) * PART], *job))] = k
             if not running:
                 break
             for future in wait(running, return_when=FIRST_COMPLETED).done:
                 k = running.pop(future)
-                crops, bad, odd = future.result()
+                crops, bad, odd, unframed = future.result()
                 keep = np.array([c is not None for c in crops])
                 kept = np.stack([c for c in crops if c is not None]) if keep.any() else np.zeros(
                     (0, pp.size, pp.size, pp.channels), np.uint8)
                 try:
                     _write_whole(parts / f"{k:06d}.npz",
                                  lambda f: np.savez(f, crops=kept, keep=keep, bad=np.array(bad, str),
-                                                    odd=np.array(odd, str)),
+                                                    odd=np.array(odd, str), unframed=np.array(unframed, str)),
                                  make_folder=False)
                 except FileNotFoundError:  # the folder is gone: another process finished the cache
                     return
@@ -666,7 +708,7 @@ def _assemble(parts: Path, cache_dir: Path, key: str, n: int, shape: tuple) -> t
     instead (None: the next round of `load_crops` decodes it again) and nothing is written."""
     files = [parts / f"{k:06d}.npz" for k in range(math.ceil(n / PART))]
     try:
-        keeps, bad, odd = [], [], []
+        keeps, bad, odd, unframed = [], [], [], []
         for k, path in enumerate(files):
             keep, reasons = _member(path, "keep"), _member(path, "bad").tolist()
             if len(keep) != min(PART, n - k * PART) or len(reasons) != len(keep) - keep.sum():
@@ -674,6 +716,7 @@ def _assemble(parts: Path, cache_dir: Path, key: str, n: int, shape: tuple) -> t
             keeps.append(keep)
             bad += zip((k * PART + np.flatnonzero(~keep)).tolist(), reasons)
             odd += _member(path, "odd").tolist()
+            unframed += _member(path, "unframed").tolist()
 
         def write(f):
             np.lib.format.write_array_header_1_0(
@@ -689,9 +732,10 @@ def _assemble(parts: Path, cache_dir: Path, key: str, n: int, shape: tuple) -> t
     except _Damaged as e:
         e.args[0].unlink(missing_ok=True)
         return None
-    _write_whole(meta, lambda f: f.write(json.dumps({"key": key, "bad": bad, "odd": odd}).encode()))
+    _write_whole(meta, lambda f: f.write(json.dumps({"key": key, "bad": bad, "odd": odd,
+                                                     "unframed": unframed}).encode()))
     shutil.rmtree(parts, ignore_errors=True)
-    return np.load(npy, mmap_mode="r"), bad, odd
+    return np.load(npy, mmap_mode="r"), bad, odd, unframed
 
 
 class _Damaged(Exception):

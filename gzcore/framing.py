@@ -115,6 +115,19 @@ class Applied:
         return (f"framing not established ({self.reason}): the image is cropped as given, as if it were "
                 f"framed like a Galaxy Zoo 2 cutout, and the answers may be those of another picture")
 
+    def doubt(self) -> str | None:
+        """Why an image of a folder may not be framed as the model's training pictures were, else
+        None: its framing not established, but for a JPEG or PNG without a pixel scale when the
+        model learnt Galaxy Zoo 2's cutouts (cropped as one, as Kaggle's are); or a FITS without a
+        WCS, rescaled by its galaxy's size in pixels alone (a star could pass for a galaxy)."""
+        if self.kind == "picture" and not self.pixel_scale and self.target == GZ2:
+            return None
+        if self.reason:
+            return self.reason
+        if self.kind == "FITS" and not self.pixel_scale:
+            return "no WCS in its header: rescaled by its galaxy's size in pixels alone"
+        return None
+
     def lines(self) -> list[tuple[str, str]]:
         """(what, value) rows: rendering, pixel scale, the galaxy's size, the rescale, the crop box."""
         render = fits.RENDERINGS.get(self.rendering, self.rendering)
@@ -297,51 +310,53 @@ def frame_cutout(cutout: fits.Cutout, target: Target = GZ2) -> tuple[fits.Cutout
     `target.frame_px` cutout, what was applied). Beyond the original field the sky is continued as
     noise of the image's level, the light at its edge fading out (seeded: the same file frames the
     same way). When the galaxy cannot be measured, the cutout comes back as it is, with the reason."""
-    rendering = fits.rendering_of(cutout.bands)
     scale = cutout.pixel_scale
-    applied = Applied("FITS", rendering, scale, "WCS" if scale else "", target=target)
-    band = cutout.pixels[size_band(cutout)]
-    radii = petrosian(band - _sky(band))
-    problem = _problem(radii, scale)
-    if problem:
-        return cutout, replace(applied, reason=problem, r90_px=radii and radii.r90)
-    factor = target.r90_px / radii.r90
-    rng = np.random.default_rng(0)
-    planes = []
-    for plane in cutout.pixels:
-        out, outside = resample(plane, factor, target.frame_px)
-        planes.append(_fill_outside(out, outside, 0.0, FADE * target.r90_px, rng))  # sky-subtracted
-    framed = fits.Cutout(np.stack(planes).astype(np.float32), cutout.bands,
-                         None if scale is None else scale / factor)
-    return framed, replace(applied, r90_px=radii.r90, factor=factor, note=_note(radii, scale))
+    applied = Applied("FITS", fits.rendering_of(cutout.bands), scale, "WCS" if scale else "", target=target)
+    planes, applied = _rescaled(cutout.pixels, cutout.pixels[size_band(cutout)], lambda plane: 0.0,
+                                applied)  # sky-subtracted: the sky beyond the field is 0
+    if planes is None:
+        return cutout, applied
+    return fits.Cutout(np.stack(planes).astype(np.float32), cutout.bands,
+                       None if scale is None else scale / applied.factor), applied
 
 
-def frame_picture(rgb: np.ndarray, pixel_scale: float | None, target: Target = GZ2
-                  ) -> tuple[np.ndarray, Applied]:
+def frame_picture(rgb, pixel_scale: float | None, target: Target = GZ2) -> tuple[np.ndarray, Applied]:
     """(a JPEG or PNG's pixels uint8 (H, W, 3) framed as `frame_cutout` frames a FITS, what was
     applied). Only with its `pixel_scale` (the owner says it is a survey cutout at that scale);
-    without, it comes back as it is (cropped as a Galaxy Zoo 2 cutout would be), with the reason."""
+    without, `rgb` comes back as it is (cropped as a Galaxy Zoo 2 cutout would be), with the reason:
+    it may be any array-like (a PIL image, read only when it is framed)."""
     applied = Applied("picture", "as given", pixel_scale, "--pixel-scale" if pixel_scale else "",
                       target=target)
     if not pixel_scale:
         return rgb, replace(applied, reason="a JPEG or PNG's pixel scale is unknown: give it (″/px) "
                                             "to frame the image by its galaxy's measured size")
-    green = (rgb[..., 1 % rgb.shape[2]].astype(np.float64) + 0.5) / 255.0  # the r band in Galaxy Zoo's pictures
-    linear = fits.gz_decals_untone(green)
-    radii = petrosian(linear - _sky(linear))
-    problem = _problem(radii, pixel_scale)
+    rgb = np.asarray(rgb)
+    # resampled as light, as a FITS is: through the inverse stretch and back (8 bits truncated)
+    light = [fits.gz_decals_untone((rgb[..., k].astype(np.float64) + 0.5) / 255.0) for k in range(rgb.shape[2])]
+    green = light[1 % len(light)]  # the r band in Galaxy Zoo's pictures
+    planes, applied = _rescaled(light, green, _sky, applied)
+    if planes is None:
+        return rgb, applied
+    channels = [np.floor(np.clip(fits.gz_decals_tone(plane), 0.0, 1.0) * 255.0) for plane in planes]
+    return np.clip(np.stack(channels, axis=-1), 0, 255).astype(np.uint8), applied
+
+
+def _rescaled(planes, band: np.ndarray, sky, applied: Applied) -> tuple[list[np.ndarray] | None, Applied]:
+    """(`planes` rescaled so that the galaxy measured on `band` has its R90 at `applied.target`'s,
+    the sky beyond the field at each plane's `sky(plane)`; what was applied), or (None, `applied`
+    with the reason) when its size cannot frame the image."""
+    target, scale = applied.target, applied.pixel_scale
+    radii = petrosian(band - _sky(band))
+    problem = _problem(radii, scale)
     if problem:
-        return rgb, replace(applied, reason=problem, r90_px=radii and radii.r90)
+        return None, replace(applied, reason=problem, r90_px=radii and radii.r90)
     factor = target.r90_px / radii.r90
     rng = np.random.default_rng(0)
-    channels = []
-    for k in range(rgb.shape[2]):  # resampled as light, as a FITS is: through the inverse stretch and back
-        plane = fits.gz_decals_untone((rgb[..., k].astype(np.float64) + 0.5) / 255.0)  # 8 bits truncated
+    framed = []
+    for plane in planes:
         out, outside = resample(plane, factor, target.frame_px)
-        out = _fill_outside(out, outside, _sky(plane), FADE * target.r90_px, rng)
-        channels.append(np.floor(np.clip(fits.gz_decals_tone(out), 0.0, 1.0) * 255.0))
-    framed = np.clip(np.stack(channels, axis=-1), 0, 255).astype(np.uint8)
-    return framed, replace(applied, r90_px=radii.r90, factor=factor, note=_note(radii, pixel_scale))
+        framed.append(_fill_outside(out, outside, sky(plane), FADE * target.r90_px, rng))
+    return framed, replace(applied, r90_px=radii.r90, factor=factor, note=_note(radii, scale))
 
 
 def _problem(radii: Radii | None, scale: float | None) -> str | None:

@@ -128,18 +128,33 @@ class Run:
             return f"preparing data ({done[-1]['done']}/{done[-1]['total']} crops)" if done else "starting…"
         return f"training: {self.progress:.0%} after {time.time() - self.started:.0f} s"
 
+    @property
+    def task(self) -> targets.Task | None:
+        """What the run learns, fitted to its training rows (None until its data is prepared)."""
+        found = [info["task"] for event, info in self.events if event == "task"]
+        return found[-1] if found else None
+
+    @property
+    def _loss_scale(self) -> float:
+        """The factor from the loss's root to the labels' units (`Task.loss_scale`), else 1."""
+        return (self.task and self.task.loss_scale) or 1.0
+
     def steps(self) -> pd.DataFrame:
-        """One row per batch: step, epoch, progress, loss and its square root (the RMSE scale)."""
+        """One row per batch: step, epoch, progress, loss and its square root (the RMSE scale, in the
+        labels' units where `Task.loss_scale` gives them)."""
         rows = [info for event, info in self.events if event == "step"]
         df = pd.DataFrame(rows, columns=["epoch", "progress", "loss"])
         df.insert(0, "step", range(1, len(df) + 1))
-        df["rmse"] = df["loss"].clip(lower=0) ** 0.5
+        df["rmse"] = df["loss"].clip(lower=0) ** 0.5 * self._loss_scale
         return df
 
     def epochs(self) -> pd.DataFrame:
-        """One row per finished epoch: train_rmse, val_rmse, best_val_rmse, seconds."""
+        """One row per finished epoch: train_rmse (in the labels' units as `steps`' rmse), val_rmse
+        (in them), best_val_rmse, seconds."""
         rows = [info for event, info in self.events if event == "epoch"]
-        return pd.DataFrame(rows, columns=["epoch", "train_rmse", "val_rmse", "best_val_rmse", "seconds"])
+        df = pd.DataFrame(rows, columns=["epoch", "train_rmse", "val_rmse", "best_val_rmse", "seconds"])
+        df["train_rmse"] *= self._loss_scale
+        return df
 
 
 def run_path(runs_dir, config: train.TrainConfig) -> Path:

@@ -37,6 +37,7 @@ class Job:
     tta: bool
     uncertainty: bool
     embedding: bool
+    pixel_scale: float | None = None  # of JPEGs and PNGs (--pixel-scale)
 
 
 def images_to_predict(source) -> data.GalaxySet:
@@ -71,7 +72,7 @@ def start(out: Path, job: Job) -> None:
     out.mkdir(parents=True, exist_ok=True)
     path = out / JOB_FILE
     if path.is_file():
-        found = json.loads(path.read_text())
+        found = {"pixel_scale": None, **json.loads(path.read_text())}  # written before it: none
         if found != asdict(job):
             differs = [k for k in asdict(job) if found.get(k) != asdict(job)[k]]
             raise data.DataError(f"{out}: holds parts of another job (its {', '.join(differs)} differ); "
@@ -81,25 +82,27 @@ def start(out: Path, job: Job) -> None:
         f.write(json.dumps(asdict(job), indent=1).encode())
 
 
-def decoding(pool, galaxies: data.GalaxySet, pp: data.Preprocess, workers: int, skip_bad: bool) -> list:
-    """Futures of the crops of `galaxies` (`data.decode_chunk` jobs, a few per worker): a shard
-    decodes while the one before it is predicted."""
+def decoding(pool, galaxies: data.GalaxySet, job: tuple, workers: int) -> list:
+    """Futures of the crops of `galaxies` (`data.decode_chunk` jobs, a few per worker, `job` the
+    rest of each: Preprocess, skip_bad, True, target, pixel_scale): a shard decodes while the one
+    before it is predicted."""
     chunk = len(galaxies) // (4 * workers) + 1
-    return [pool.submit(data.decode_chunk, (galaxies.paths[i:i + chunk], pp, skip_bad, True))
+    return [pool.submit(data.decode_chunk, (galaxies.paths[i:i + chunk], *job))
             for i in range(0, len(galaxies), chunk)]
 
 
 def predict_shard(model, ckpt: dict, galaxies: data.GalaxySet, decoded: list, *, tta: bool,
-                  uncertainty: bool, embedding: bool) -> tuple[pd.DataFrame, list[str], list[str]]:
-    """(the part's table, the images skipped, the images stretched or cut: `data.distortion`) of one
-    shard, from its `decoding` futures."""
+                  uncertainty: bool, embedding: bool) -> tuple[pd.DataFrame, list[str], list[str], list[str]]:
+    """(the part's table, the images skipped, the images stretched or cut: `data.distortion`, those
+    whose framing is in doubt) of one shard, from its `decoding` futures."""
     pp, task = checkpoint.preprocess_of(ckpt), targets.of_checkpoint(ckpt)
-    crops, bad, odd = [], [], []
+    crops, bad, odd, unframed = [], [], [], []
     for future in decoded:
-        done, skipped, noted = future.result()
+        done, skipped, noted, doubted = future.result()
         crops += done
         bad += skipped
         odd += noted
+        unframed += doubted
     keep = [k for k, crop in enumerate(crops) if crop is not None]
     crops = np.stack([crops[k] for k in keep]) if keep else np.zeros((0, pp.size, pp.size, pp.channels), np.uint8)
     size, device = ckpt["input_size"], next(model.parameters()).device
@@ -111,41 +114,45 @@ def predict_shard(model, ckpt: dict, galaxies: data.GalaxySet, decoded: list, *,
         table[[f"{c} spread" for c in task.columns]] = task.decode_spread(spread)
     if embedding:
         table["embedding"] = list(neighbours.embed(model, crops, size, device=device))
-    return table, bad, odd
+    return table, bad, odd, unframed
 
 
 def predict(model, ckpt: dict, ckpt_path, galaxies: data.GalaxySet, out, *, tta: bool = True,
             uncertainty: bool = False, embedding: bool = False, skip_bad: bool = False,
-            shard: int = SHARD, workers: int | None = None, progress=None) -> dict:
+            shard: int = SHARD, workers: int | None = None, progress=None, pixel_scale: float | None = None) -> dict:
     """Predict every galaxy into Parquet parts under `out` (see the module's docstring) with `model`
     on its device: this rank's shards only, skipping parts already written; each shard's images
     decode in `workers` processes while the shard before is predicted; they end with this process,
     even one killed by SIGKILL (`data.die_with_parent`). A rank with no shard (more ranks than
     shards) writes nothing and succeeds. Returns {'rank', 'ranks', 'galaxies' (predicted here),
-    'parts' (written here), 'resumed' (parts found done), 'skipped' (bad images)}; images too small
-    or too elongated for the crop are named in one `data.InputWarning`."""
+    'parts' (written here), 'resumed' (parts found done), 'skipped' (bad images)}. Each image is
+    framed to the checkpoint's framing (JPEGs and PNGs at `pixel_scale` when given); images too small
+    or too elongated for the crop are named in one `data.InputWarning`, those whose framing is in
+    doubt in another."""
     out = Path(out)
     rank, world = distributed.rank(), distributed.world()
-    start(out, Job(checkpoint.digest(ckpt_path), len(galaxies), shard, tta, uncertainty, embedding))  # every rank: same job
+    start(out, Job(checkpoint.digest(ckpt_path), len(galaxies), shard, tta, uncertainty, embedding,
+                   pixel_scale))  # every rank: the same job
     mine = [s for s in range(0, -(-len(galaxies) // shard)) if s % world == rank]
     todo = [s for s in mine if not part_path(out, s).is_file()]
     report = {"rank": rank, "ranks": world, "galaxies": 0, "parts": 0, "resumed": len(mine) - len(todo),
               "skipped": []}
     workers = workers or max(1, (os.cpu_count() or 1) // world)
-    pp = checkpoint.preprocess_of(ckpt)
+    job = (checkpoint.preprocess_of(ckpt), skip_bad, True, checkpoint.framing_of(ckpt), pixel_scale)
 
     def shard_of(s):
         return galaxies.subset(np.arange(s * shard, min((s + 1) * shard, len(galaxies))))
-    odd = []
+    odd, unframed = [], []
     with ProcessPoolExecutor(workers, initializer=data.die_with_parent, initargs=(os.getpid(),)) as pool:
-        upcoming = decoding(pool, shard_of(todo[0]), pp, workers, skip_bad) if todo else []
+        upcoming = decoding(pool, shard_of(todo[0]), job, workers) if todo else []
         for done, s in enumerate(todo, 1):
             decoded = upcoming
             if done < len(todo):
-                upcoming = decoding(pool, shard_of(todo[done]), pp, workers, skip_bad)
-            table, bad, noted = predict_shard(model, ckpt, shard_of(s), decoded, tta=tta,
-                                              uncertainty=uncertainty, embedding=embedding)
+                upcoming = decoding(pool, shard_of(todo[done]), job, workers)
+            table, bad, noted, doubted = predict_shard(model, ckpt, shard_of(s), decoded, tta=tta,
+                                                       uncertainty=uncertainty, embedding=embedding)
             odd += noted
+            unframed += doubted
             path = part_path(out, s)
             with atomic.write(path) as f:
                 table.to_parquet(f, index=False)
@@ -156,6 +163,8 @@ def predict(model, ckpt: dict, ckpt_path, galaxies: data.GalaxySet, out, *, tta:
                 progress(done, len(todo))
     if odd:
         data.warn(data.stretched_warning(odd))
+    if unframed:
+        data.warn(data.unframed_warning(unframed))
     distributed.barrier()  # every rank's parts written: a rank without shards judges them too
     nothing = not any(pq.read_metadata(part).num_rows for part in out.glob("part-*.parquet"))
     distributed.barrier()  # every rank has looked before any part is removed

@@ -56,6 +56,20 @@ class Task:
         units = {self.unit(c) for c in self.columns}
         return units.pop() if self.kind == "regression" and len(units) == 1 else ""
 
+    def named(self, column: str) -> str:
+        """A column as axis titles and table rows name it, with its units: "oh (dex)"."""
+        return f"{column} ({self.unit(column)})" if self.unit(column) else column
+
+    @property
+    def loss_scale(self) -> float | None:
+        """What turns the root of the training loss into the labels' units: 1 for the tree's
+        fractions, one regression target's spread (the loss compares standardised values); None
+        where no one factor does (several targets, each with its own spread; a classifier's
+        cross-entropy), or before `fitted`."""
+        if self.kind == "tree":
+            return 1.0
+        return self.std[0] if self.kind == "regression" and len(self.std) == 1 else None
+
     def format(self, column: str, value: float, spread: float | None = None) -> str:
         """A value of `column` as every page and command shows it: "8.94 ± 0.02 dex" (`value_text`
         with the column's units)."""

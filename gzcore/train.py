@@ -515,7 +515,8 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
         resume: bool = False, cache_dir=None, prepared: Prepared | None = None) -> dict:
     """Train a model on a labelled Kaggle-layout folder and return its metrics.
 
-    callback(event, info) is called with event in {'data', 'teacher', 'step', 'epoch', 'done'};
+    callback(event, info) is called with event in {'data', 'teacher', 'task', 'step', 'epoch', 'done'}
+    ('task': {"task": what is learnt, fitted to the training rows}, once the data is prepared);
     `stop` is an optional threading.Event: set it to end the run after the current batch.
     The best model (by validation RMSE) is written to `out` after every improving epoch, with that
     epoch's metrics ('epoch' names it), and the checkpoint records the device and precision the run
@@ -556,6 +557,7 @@ def fit(data_dir, cfg: TrainConfig = TrainConfig(), out=None, callback=None, sto
         prep = prepared or prepare(data_dir, cfg, cache_dir,  # the ranks share the crop cache's decoding
                                    progress=lambda d, n: callback("data", {"done": d, "total": n}),
                                    teaching=lambda d, n: callback("teacher", {"done": d, "total": n}))
+        callback("task", {"task": prep.task})  # the loss's units: a Train page reads its curves in the labels'
         ran_on = {**setup.describe(), **({"ranks": ranks} if ranks > 1 else {})}
         earlier = Earlier.read(out, cfg) if resume and out else Earlier()
         state_path = checkpoint.resume_path(out) if writes else None

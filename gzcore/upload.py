@@ -10,15 +10,15 @@ Before anything is decoded, a file is refused, with a DataError naming it, when 
 - more pixels than `Limits.pixels`, read from its header (data.read_rgb's check).
 A public demo (gzcore.dashboard.access.public) has stricter limits than a local tool.
 
-Framing (gzcore.framing): a FITS cutout is rescaled so that its galaxy is as large as in the
-model's training pictures (from its measured size; the pixel scale from its WCS), then rendered; a
-JPEG or PNG is framed the same way when its pixel scale is given, else cropped as it is (a Galaxy
-Zoo 2 cutout's crop stays byte for byte the one its folder gives) with a warning. `Upload.framing`
-says what was applied, the crop box included.
+Framing (gzcore.framing, by data.read_rgb as a folder's files): a FITS cutout is rescaled so that
+its galaxy is as large as in the model's training pictures (from its measured size; the pixel scale
+from its WCS), then rendered; a JPEG or PNG is framed the same way when its pixel scale is given,
+else cropped as it is (a Galaxy Zoo 2 cutout's crop stays byte for byte the one its folder gives)
+with a warning. `Upload.framing` says what was applied, the crop box included; `Upload.stretched`
+warns of an image too small or too elongated for the crop, as a folder's warning does.
 """
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -60,6 +60,11 @@ class Upload:
     framing: framing.Applied | None = None  # what was done to frame it, and the crop box (in `picture`'s
     #                                         pixels before the thumbnail: `scale` converts)
     scale: float = 1.0   # picture pixels per pixel of the framed image (< 1 when the thumbnail shrank it)
+    distortion: str | None = None  # how the crop stretches or cuts it beyond the usual (`data.distortion`)
+
+    def stretched(self) -> str | None:
+        """The warning a folder gives for such an image (`data.stretched_warning`), or None."""
+        return self.distortion and data.stretched_warning([f"{self.name} ({self.distortion})"])
 
 
 def kind(blob: bytes, name: str) -> str:
@@ -82,34 +87,20 @@ def read_bytes(blob: bytes, name: str, pp: data.Preprocess, public: bool = False
     """An uploaded file's bytes -> its picture and the crop gzcore.data makes of a file `name`
     (`name` names it in every message), within `limits(public)`, framed to `target` (the
     checkpoint's, `checkpoint.framing_of`): a FITS by its WCS and its galaxy's measured size, a JPEG
-    or PNG only with its `pixel_scale` (arcsec per pixel of the file as given)."""
+    or PNG only with its `pixel_scale` (arcsec per pixel of the file as given); a tiny or elongated
+    image's `distortion` noted as a folder's are."""
     cap = limits(public)
     _check_bytes(len(blob), name, cap)
-    found = kind(blob, name)
+    kind(blob, name)
     if pixel_scale is not None and not (np.isfinite(pixel_scale) and pixel_scale > 0):
         raise data.DataError(f"{name}: pixel scale {pixel_scale!r}: give arcseconds per pixel, above 0")
-    image = data.read_rgb(Path(name), pp, blob=blob, max_pixels=cap.pixels, target=target)
-    if found == "FITS":
-        applied = image.info["framing"]
-        if pixel_scale and applied.pixel_scale is None:
-            applied = replace(applied, note=_joined(applied.note, "--pixel-scale is for JPEG and PNG files: "
-                                                    "a FITS gives its own in its WCS"))
-    else:
-        if pixel_scale:  # framed from the file's full pixels (read_rgb may decode a JPEG at 1/2 or less)
-            with Image.open(io.BytesIO(blob)) as img:  # its size was checked by read_rgb
-                image = data._rgb(img)
-        framed, applied = framing.frame_picture(np.asarray(image), pixel_scale, target)
-        if applied.established:
-            image = Image.fromarray(framed)
+    image = data.read_rgb(Path(name), pp, blob=blob, max_pixels=cap.pixels, target=target,
+                          pixel_scale=pixel_scale)
     box = data.crop_box(image, pp)
     crop = data.crop_of(image, pp, box)
-    side = image.width
+    side, odd = image.width, data.distortion(image.size, pp)
     image.thumbnail((PICTURE, PICTURE))
-    return Upload(name, np.asarray(image), crop, replace(applied, box=box), image.width / side)
-
-
-def _joined(*notes) -> str | None:
-    return "; ".join(n for n in notes if n) or None
+    return Upload(name, np.asarray(image), crop, replace(image.info["framing"], box=box), image.width / side, odd)
 
 
 def read(path, pp: data.Preprocess, public: bool = False, pixel_scale: float | None = None,

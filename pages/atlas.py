@@ -1,19 +1,23 @@
 """Atlas: every galaxy a point on a 2-D map of the model's embedding (PCA at once, UMAP on request),
 coloured by any answer, error or uncertainty. A box or lasso shows the galaxies inside and opens them
-in Browse; a click shows a galaxy and its neighbours on the map; the outreach view draws real galaxies."""
+in Browse; a click shows a galaxy and its neighbours on the map; the wall view (?wall=1) draws the map with
+real galaxies for a screen in a planetarium, its regions named from the crowd's answers."""
 import numpy as np
 import streamlit as st
 
 from gzcore import atlas, catalog
-from gzcore.dashboard import charts, navigation, state
+from gzcore.dashboard import charts, navigation, state, wall
 
 navigation.through_app()  # app.py's set-up first, even when a fresh server's first request is this page
 
-SHOWN, PER_ROW, NEAR, TILE_PX = 12, 6, 8, 96
+SHOWN, PER_ROW, NEAR = 12, 6, 8
 METHODS = {"PCA": "pca", "UMAP": "umap"}
 
-st.title("Atlas")
 ctx = state.context()
+if wall_method := wall.opened(ctx):  # the page's button, or ?wall=1
+    wall.show(ctx, state.atlas_map(ctx, wall_method), wall_method)
+    st.stop()
+st.title("Atlas")
 table = ctx.table
 ids = table.GalaxyID.to_numpy()
 held = state.held_mask(ctx, ids)  # None: the model's split does not apply here
@@ -28,8 +32,6 @@ name = left.segmented_control("Map", list(METHODS), default="PCA", key="atlas_me
                                    "far better; computed once per model and data, then kept on disk") or "PCA"
 colour = mid.selectbox("Colour by", list(labels), format_func=labels.get, key="atlas_colour",
                        help="Any answer (crowd or model), the crowd-vs-model error, or the model's uncertainty")
-outreach = right.toggle("Outreach view", key="atlas_outreach", help="The map drawn with real galaxies, for a "
-                        "museum screen")
 split = state.split_choice(ctx, "atlas_split")
 shown = state.split_rows(held, split, len(ids))  # the rows drawn
 counted = state.split_words(held, split, len(ids))
@@ -47,20 +49,15 @@ st.caption(f"{len(shown):,} galaxies on the {method.upper()} map of {ctx.ckpt_pa
            f"{counted} · the map is laid out from every galaxy's: galaxies the model sees alike lie close together"
            + (" (UMAP cached on disk)" if method == "umap" else ""))
 
-if outreach:
-    tiles = atlas.mosaic(xy[shown])
-    images = [state.image_for(ctx, int(shown[r]), size=TILE_PX) for r in tiles.rows]
-    st.plotly_chart(charts.atlas_mosaic(xy[shown], tiles.centres, tiles.cell, images), key="atlas_mosaic",
-                    config={"displaylogo": False})
-    st.caption(f"{len(tiles.rows)} real galaxies, each the one nearest the centre of its patch of the map, "
-               f"among {counted}")
-    st.stop()
+right.button("Wall view", key="atlas_wall", icon=":material/fullscreen:", on_click=wall.open_wall, args=(method,),
+             help="The map drawn with real galaxies, filling the screen, its regions named from the crowd's answers: "
+                  "for a planetarium or museum wall (?wall=1; with presenter mode, ?present=1, no menus)")
 
 by_split = colour == catalog.HELD_OUT
 values = held.astype(np.float32) if by_split else table[colour].to_numpy(np.float32)
 where = state.split_labels(held, len(ids))  # each galaxy's split, in words
 figure = charts.atlas_split(xy[shown], values[shown], labels[colour], ids[shown],
-                            None if held is None else where[shown], by_split)
+                            None if held is None else where[shown], by_split, unit=atlas.colour_unit(colour, ctx.task))
 event = st.plotly_chart(figure, key=f"{split.replace(' ', '_')}_atlas_map" if split != "all" else "atlas_map",
                         on_select="rerun", selection_mode=("points", "box", "lasso"), config={"displaylogo": False})
 picked = np.asarray(event.selection.point_indices, np.int64)

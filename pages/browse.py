@@ -187,7 +187,8 @@ def _cell(k: int) -> tuple:
     gid = int(table.GalaxyID.iat[row])
     image = (lambda: state.predictions_image(gid, size=160)) if predictions else \
         (lambda: pictures.shown(paths[row], size=160))  # JPEG bytes, encoded once per server
-    value = "" if sort_by in (None, "GalaxyID") else f"{np.float64(table[sort_by].iat[row]):.3g} · "
+    value = "" if sort_by in (None, "GalaxyID") else \
+        f"{targets.value_text(np.float64(table[sort_by].iat[row]), unit=catalog.unit_of(sort_by, task))} · "
     return gid, image, f"{value}{lines[k]}", (lambda: _details(row)) if predictions else (lambda: state.open_galaxy(gid))
 
 

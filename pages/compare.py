@@ -66,17 +66,20 @@ st.caption(f"A `{c.names[0]}` · B `{c.names[1]}` · {c.basis} · predictions as
            f"interval holds 0")
 if c.warning:
     st.warning(c.warning)
-overall = c.overall
+overall, unit = c.overall, f" {c.task.shared_unit}" if c.task.shared_unit else ""  # a value in the labels' units
 cols = st.columns(3)
-cols[0].metric(f"A: {c.task.unit_name}", f"{overall['RMSE A']:.4f}", help=f"Over the {c.basis}")
-cols[1].metric(f"B: {c.task.unit_name}", f"{overall['RMSE B']:.4f}", delta=f"{overall['B − A']:+.4f}",
+cols[0].metric(f"A: {c.task.unit_name}", f"{overall['RMSE A']:.4f}{unit}", help=f"Over the {c.basis}")
+cols[1].metric(f"B: {c.task.unit_name}", f"{overall['RMSE B']:.4f}{unit}", delta=f"{overall['B − A']:+.4f}{unit}",
                delta_color="inverse", help=f"Over the {c.basis}")
-cols[2].metric("Verdict", overall.verdict, help=f"B − A in [{overall.low:+.4f}, {overall.high:+.4f}]")
+cols[2].metric("Verdict", overall.verdict, help=f"B − A in [{overall.low:+.4f}, {overall.high:+.4f}]{unit}")
 
 
 def shown(scores: pd.DataFrame) -> pd.DataFrame:
+    """The scores as the table shows them: an output named with its units, and its interval."""
     out = scores[["name", "galaxies", "RMSE A", "RMSE B", "B − A", "verdict"]].copy()
     out.insert(5, "interval", [f"[{lo:+.4f}, {hi:+.4f}]" for lo, hi in zip(scores.low, scores.high)])
+    if scores.level.iat[0] == "answer":
+        out["name"] = [c.task.named(name) for name in out.name]
     return out.rename(columns={"name": "question" if scores.level.iat[0] == "question" else "output"})
 
 
@@ -86,12 +89,12 @@ st.subheader("Per question" if tree_model else "Per output")
 st.caption(f"Table and bars: both models over the {c.basis}; 'galaxies': those of them with labels for the "
            f"{'question' if tree_model else 'output'}")
 left, right = st.columns(2)
-left.dataframe(shown(table), hide_index=True, key="compare_table",
-               column_config={k: st.column_config.NumberColumn(format="%.4f") for k in ("RMSE A", "RMSE B", "B − A")})
-bars = pd.DataFrame([{"model": f"{side} · {name}", "output": row["name"], "RMSE": row[f"RMSE {side}"]}
-                     for _, row in table.iterrows() for side, name in zip("AB", c.names)])
-right.plotly_chart(charts.scores(bars, "output", "RMSE", color="model", colors=(charts.MODEL, charts.OTHER)),
-                   key="compare_per_q")
+left.dataframe(shown(table), hide_index=True, key="compare_table", column_config={
+    k: st.column_config.NumberColumn(format=f"%.4f{unit}") for k in ("RMSE A", "RMSE B", "B − A")})
+bars = pd.DataFrame([{"model": f"{side} · {name}", "output": row["name"] if tree_model else c.task.named(row["name"]),
+                      "RMSE": row[f"RMSE {side}"]} for _, row in table.iterrows() for side, name in zip("AB", c.names)])
+right.plotly_chart(charts.scores(bars, "output", "RMSE", color="model", colors=(charts.MODEL, charts.OTHER),
+                                 unit=c.task.shared_unit), key="compare_per_q")
 if tree_model:
     with st.expander("Per answer (37)"):
         st.caption(f"Over the {c.basis}")
@@ -120,8 +123,8 @@ for i, g in listed.iterrows():
         image = state.image_for(ctx, row, size=160) if row is not None else None
         if image is not None:
             st.image(image, width="stretch")
-        st.caption(f"**{g.GalaxyID}** · {state.split_badge(where[i])} · differ {g.difference:.3f}  \n"
-                   f"A ({g['error A']:.3f}): {g['A says']}  \nB ({g['error B']:.3f}): {g['B says']}"
+        st.caption(f"**{g.GalaxyID}** · {state.split_badge(where[i])} · differ {g.difference:.3f}{unit}  \n"
+                   f"A ({g['error A']:.3f}{unit}): {g['A says']}  \nB ({g['error B']:.3f}{unit}): {g['B says']}"
                    + (f"  \n{g['top answers']}" if tree_model and g["top answers"] else ""))
         if st.button("Open", key=f"compare_open_{g.GalaxyID}", width="stretch",
                      help="The Galaxy page, with both models' bars"):

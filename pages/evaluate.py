@@ -38,8 +38,8 @@ frame = pd.DataFrame({"predictor": [f"model ({state.prediction_kind(ctx)})", *ba
 st.caption(f"{task.unit_name} in the labels' units{f' ({task.shared_unit})' if task.shared_unit else ''} over the {who}" + (
     " (class probabilities vs one-hot true classes)" if task.kind == "classification" else "")
            + "; the baselines are fitted on the training split")
-st.plotly_chart(charts.scores(frame, "predictor", "RMSE", color="kind", height=300, barmode="relative"),
-                key="eval_overall")
+st.plotly_chart(charts.scores(frame, "predictor", "RMSE", color="kind", height=300, barmode="relative",
+                              unit=task.shared_unit), key="eval_overall")
 
 pred, truth = (catalog.values(table, task.columns, source, rows) for source in ("model", "crowd"))
 if task.kind == "tree":
@@ -101,7 +101,7 @@ elif task.kind == "regression":
     st.caption(f"Of the {who}: {len(known):,} galaxies with a true {name} · RMSE "
                f"{task.format(name, evaluate.rmse(model, true))}"
                + (" · bars: ± the model's spread" if spread is not None else ""))
-    label = name + (f" ({task.unit(name)})" if task.unit(name) else "")
+    label = task.named(name)
     st.plotly_chart(charts.predicted_vs_true(model, true, spread, label, table.GalaxyID.to_numpy()[known]),
                     key="eval_scatter")
 else:
@@ -121,7 +121,8 @@ if catalog.has_spread(table):
     st.subheader("Calibration: does the spread predict the error?")
     bins, rho = catalog.calibration(table, task)
     left, right = st.columns([3, 1])
-    left.plotly_chart(charts.calibration(bins, "weighted answer" if task.kind == "tree" else "target units"),
+    left.plotly_chart(charts.calibration(bins, "weighted answer" if task.kind == "tree" else task.shared_unit or
+                                         "target units"),
                       key="eval_calibration")
     right.metric("Spearman ρ (spread vs |error|)", f"{rho:.2f}",
                  help=f"Rank correlation over every known (galaxy, output) cell of the {who}: "

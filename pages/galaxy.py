@@ -4,7 +4,7 @@ With a second model chosen on Compare, its answers beside the model's (a toggle 
 import numpy as np
 import streamlit as st
 
-from gzcore import catalog, neighbours
+from gzcore import catalog, neighbours, targets
 from gzcore.dashboard import answers, charts, navigation, pictures, state
 
 navigation.through_app()  # app.py's set-up first, even when a fresh server's first request is this page
@@ -72,10 +72,11 @@ with right:
     if crowd:
         worst = f" · confident disagreement {table.disagreement.iat[row]:.2f} (largest at " \
                 f"Q{table['disagreement Q'].iat[row]})" if task.kind == "tree" else ""
-        st.caption(f"Per-galaxy RMSE {table.rmse.iat[row]:.3f}{worst}")
+        unit = catalog.unit_of("rmse", task)
+        st.caption(f"Per-galaxy RMSE {table.rmse.iat[row]:.3f}{' ' + unit if unit else ''}{worst}")
     if spread:
         st.caption(f"± spread: {state.spread_source(ctx)} (uncertainty "
-                   f"{table.uncertainty.iat[row]:.3g})")
+                   f"{targets.value_text(table.uncertainty.iat[row], unit=catalog.unit_of('uncertainty', task))})")
     if task.kind == "tree":
         second = f" :green-background[{other.name}]" if beside else ""
         st.markdown(f":orange-background[crowd] :blue-background[model]{second} · questions reached by fewer "

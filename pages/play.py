@@ -1,12 +1,12 @@
 """Play: answer the volunteers' questions about a galaxy, as on Galaxy Zoo's classify page (each
-answer with the loaded data's galaxy the crowd was surest of; invert and zoom), then see your path
-beside the crowd's and the model's, with vote bars. With `?room=NAME` (a presenter's screen) the
-audience votes from their phones (pages/vote.py) and the screen tallies them live."""
+answer a button with our drawing and the data's galaxy the crowd was surest of; a field guide;
+invert and zoom), then see your path beside the crowd's and the model's, with vote bars. With
+`?room=NAME` (a presenter's screen) the audience votes from their phones (pages/vote.py), tallied live."""
 import numpy as np
 import streamlit as st
 
 from gzcore import catalog, play, rooms, tree
-from gzcore.dashboard import navigation, outreach, state
+from gzcore.dashboard import field_guide, icons, navigation, outreach, presenter, state
 from gzcore.dashboard.charts import CROWD, MODEL
 
 navigation.through_app()  # app.py's set-up first, even when a fresh server's first request is this page
@@ -22,6 +22,10 @@ SOURCES = {"The room": outreach.ROOM_COLOUR, "The crowd": CROWD, "The model": MO
 def _new_galaxy():
     st.session_state.play_row = int(np.random.default_rng().integers(len(ctx.table)))
     st.session_state.play_walk = []
+
+
+def _seen_how_to_play():
+    st.session_state.play_how_seen = True
 
 
 def _answer(number, k):
@@ -71,6 +75,11 @@ def room_panel() -> None:
 
 st.caption("Galaxy Zoo volunteers answered these questions for each galaxy; your answer decides the "
            "next question." if not room else "Scan the code: your phone asks you about the galaxy on screen.")
+st.html(icons.BUTTON_CSS)
+if not (room or presenter.active() or st.session_state.get("play_how_seen")):  # the first time: how to play
+    with st.container(border=True):
+        st.markdown(field_guide.HOW_TO_PLAY)
+        st.button("Got it", key="how_to_play_seen", on_click=_seen_how_to_play, icon=":material/check:")
 left, right = st.columns([11, 9], gap="large")
 with left:
     image = state.image_for(ctx, row)
@@ -95,15 +104,14 @@ with right:
         q = tree.QUESTION_BY_NUMBER[number]
         st.caption(f"Question {len(walk) + 1}")
         st.subheader(q.text)
-        best = catalog.most_confident(ctx.table, "crowd")  # each answer's example: the crowd's surest galaxy
-        cells = st.columns(min(len(q.answers), 3))
+        found = field_guide.examples(ctx.table, ctx.galaxies.paths, q)  # the crowd's surest galaxies, per answer
         for k, a in enumerate(q.answers):
-            with cells[k % len(cells)]:
-                example = state.image_for(ctx, int(best[a.column]), size=200) if best[a.column] >= 0 else None
-                if example is not None:
-                    st.image(example, width="stretch")
-                st.button(a.long, key=f"play_{number}_{k}", on_click=_answer, args=(number, k), width="stretch")
-        st.caption("Each picture: the galaxy of this data the crowd most often gave that answer.")
+            example = found[a.column][0][0] if found[a.column] else None  # no galaxy got this answer: the icon alone
+            st.button(icons.label(a.column, example), key=f"play_{number}_{k}", on_click=_answer, args=(number, k),
+                      width="stretch")
+        st.caption("Beside each answer: the galaxy of this data the crowd was surest of.")
+        with st.expander("Field guide", icon=":material/menu_book:"):
+            st.html(field_guide.panel(q, found))
         st.stop()
     comparison = play.compare(walk, crowd_w, model_w)
     st.subheader("How you compare")

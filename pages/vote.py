@@ -1,10 +1,11 @@
 """Vote: a phone in a presenter's room (`/vote?room=NAME`, the QR code on Play's big screen).
-No login: the phone answers the tree's questions about the galaxy on screen, one vote per question,
-and follows when the presenter moves on. Nothing here loads the model."""
+No login: the phone answers the tree's questions about the galaxy on screen (buttons with our
+drawings, a field guide), one vote per question, and follows when the presenter moves on. Nothing
+here loads the model."""
 import streamlit as st
 
 from gzcore import play, rooms, tree
-from gzcore.dashboard import navigation, outreach, presenter, state
+from gzcore.dashboard import field_guide, icons, navigation, outreach, presenter, state
 
 navigation.through_app()  # app.py's set-up first, even when a fresh server's first request is this page
 presenter.phone()
@@ -61,5 +62,8 @@ if number is None:
     st.stop()
 q = tree.QUESTION_BY_NUMBER[number]
 st.subheader(q.text)
+st.html(icons.BUTTON_CSS)
 for k, a in enumerate(q.answers):
-    st.button(a.long, key=f"vote_{number}_{k}", on_click=answer, args=(number, k), width="stretch")
+    st.button(icons.label(a.column), key=f"vote_{number}_{k}", on_click=answer, args=(number, k), width="stretch")
+with st.expander("Field guide", icon=":material/menu_book:"):
+    st.html(field_guide.panel(q))

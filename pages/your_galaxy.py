@@ -51,6 +51,8 @@ else:
 framed = mine.image.framing
 if framed.warning():
     st.warning(f"{file.name}: {framed.warning()}.", icon=":material/crop_free:")
+if mine.image.stretched():
+    st.warning(f"{mine.image.stretched()}.", icon=":material/aspect_ratio:")
 views = {"image": ("Your image", charts.image(upload.with_box(mine.image), 320),
                    ("framed as the model's training pictures" if framed.established else "as decoded") +
                    ", the model's crop in yellow"),

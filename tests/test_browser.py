@@ -250,7 +250,7 @@ def test_compare_two_models_and_a_galaxy_with_both(page, url):
     assert page.get_by_text("Beside synthetic.pt (chosen on Compare)").count() == 1
 
 
-def test_atlas_lasso_to_browse_and_the_outreach_view(page, url):
+def test_atlas_lasso_to_browse_and_the_wall_view(page, url):
     goto(page, f"{url}/{navigation.ATLAS.url_path}", "galaxies on the PCA map")
     page.wait_for_function("document.querySelectorAll('[data-testid=stPlotlyChart] .nsewdrag').length >= 1")
     page.wait_for_timeout(800)
@@ -273,8 +273,8 @@ def test_atlas_lasso_to_browse_and_the_outreach_view(page, url):
     page.get_by_role("button", name="Show every galaxy").click()
     settle(page)
     goto(page, f"{url}/{navigation.ATLAS.url_path}", "galaxies on the PCA map")
-    page.get_by_text("Outreach view").click()
-    page.get_by_text("real galaxies, each the one nearest").wait_for()
+    page.get_by_role("button", name="Wall view").click()
+    page.get_by_text("galaxies, placed by how alike").wait_for()
     settle(page)
     page.wait_for_timeout(1500)
     snap(page, SHOTS / "atlas-outreach.png")

@@ -1,7 +1,8 @@
 """Framing (gzcore.framing): cutouts from another survey rescaled to the framing of the model's
 training pictures (Galaxy Zoo 2's: Petrosian R90 = 50 px of 424), rendered as Galaxy Zoo DECaLS
 rendered its own, and what was applied recorded; Kaggle's JPEGs cropped byte for byte as before;
-a warning where the framing cannot be established; the checkpoint's "framing" key."""
+a warning where the framing cannot be established (one for a folder); a folder's files framed as
+each alone, to the checkpoint's "framing" key."""
 import hashlib
 import io
 
@@ -13,7 +14,7 @@ from PIL import Image
 from test_app import app_with, show, texts
 
 from gzcore import checkpoint, data, evaluate, fits, framing, models, upload
-from gzcore.dashboard.navigation import YOUR_GALAXY
+from gzcore.dashboard.navigation import BROWSE, YOUR_GALAXY
 
 DECALS = REAL_DATA.parent / "decals-fits"  # real DECaLS g, r, z cutouts and example_a.png (see its README)
 needs_decals = pytest.mark.skipif(not (DECALS / "example_a.fits").is_file(),
@@ -156,7 +157,7 @@ def test_our_rendering_is_galaxy_zoo_decals_own():
 # ---------------------------------------------------------------- the same galaxy, the same answers
 
 @needs_decals
-@pytest.mark.parametrize("name", "abcde")
+@pytest.mark.parametrize("name", ["a", *(pytest.param(n, marks=pytest.mark.slow) for n in "bcde")])  # a: fast tier
 def test_a_fits_and_galaxy_zoos_png_of_its_pixels_get_the_same_answers(shipped, name):
     """The issue's goal, measured where it can be: the FITS framed by its WCS and its galaxy's size,
     against Galaxy Zoo DECaLS's own rendering of the same pixels (their code, ported) uploaded as
@@ -245,8 +246,93 @@ def test_gz_predict_warns_when_the_framing_is_unknown_and_frames_with_a_pixel_sc
     assert run.returncode == 0, run.stderr
     assert "framing not established" not in run.stderr
     assert "pixel scale 0.25 ″/px (from --pixel-scale)" in run.stdout and "rescale × " in run.stdout
-    run = gz("predict", "--data", tmp_path, "--out", tmp_path / "r.csv", "--pixel-scale", "0.25")
-    assert run.returncode == 1 and "--pixel-scale is for one JPEG or PNG image" in run.stderr
+    run = gz("predict", "--data", image, "--out", tmp_path / "r.csv", "--pixel-scale", "-1")
+    assert run.returncode == 2 and "--pixel-scale: '-1': give arcseconds per pixel, a number above 0" in run.stderr
+
+
+# ---------------------------------------------------------------- a folder, as its files one by one
+
+def _with_wcs(path, cutout: fits.Cutout) -> None:
+    """`cutout` as a FITS file whose header's WCS gives its pixel scale (a tangent plane, north up)."""
+    side = cutout.pixels.shape[-1]
+    fits.write(path, cutout.pixels, "".join(cutout.bands), ctype1="RA---TAN", ctype2="DEC--TAN",
+               cunit1="deg", cunit2="deg", crpix1=side / 2, crpix2=side / 2, crval1=150.0, crval2=2.0,
+               cdelt1=-cutout.pixel_scale / 3600, cdelt2=cutout.pixel_scale / 3600)
+
+
+@pytest.fixture
+def fits_folder(tmp_path):
+    """Three FITS galaxies with a WCS, two without one and one of sky alone (no galaxy to measure)."""
+    folder = tmp_path / "cutouts"
+    folder.mkdir()
+    for k, r_e in enumerate((4.0, 6.0, 9.0), 1):
+        _with_wcs(folder / f"{k}.fits", _galaxy(160, r_e, seed=k))
+    for k in (4, 5):
+        fits.write(folder / f"{k}.fits", _galaxy(160, 5.0, seed=k).pixels, "grz")
+    fits.write(folder / "6.fits", np.random.default_rng(2).normal(0, 0.01, (3, 96, 96)).astype(np.float32), "grz")
+    return folder
+
+
+def test_a_folder_of_fits_is_framed_as_its_files_are_one_by_one(fits_folder, tmp_path):
+    """Each FITS of a folder gets the crop `gz predict --data FILE` (an upload) gets, to the
+    checkpoint's framing, whatever it is (issue 26)."""
+    assert fits.read(fits_folder / "1.fits").pixel_scale == pytest.approx(0.25)
+    other = framing.Target(name="decals", r90_px=40.0, frame_px=256, rendering="gz-decals")
+    for target in (framing.GZ2, other):
+        with pytest.warns(data.InputWarning):  # 4-6: not surely framed
+            crops, kept = data.load_crops(data.images_of(fits_folder), SHIPPED_PP, cache_dir=tmp_path / "cache",
+                                          workers=1, target=target)
+        for path, crop in zip(kept.paths, crops):
+            np.testing.assert_array_equal(crop, upload.read(path, SHIPPED_PP, target=target).crop, err_msg=str(path))
+    assert not np.array_equal(crops[0], data.decode(fits_folder / "1.fits", SHIPPED_PP))  # the target matters
+
+
+def test_gz_predict_warns_once_of_a_folders_images_whose_framing_is_in_doubt(fits_folder, tmp_path):
+    for out in ("p.csv", "p.parquet"):
+        run = gz("predict", "--data", fits_folder, "--out", tmp_path / out, "--no-tta")
+        assert run.returncode == 0, run.stderr
+        warned = [line for line in run.stderr.splitlines() if "warning:" in line]
+        assert len(warned) == 1 and "3 image(s) not surely framed as the model's training pictures were" in \
+            warned[0], warned
+        assert f"{fits_folder / '4.fits'} (no WCS in its header" in warned[0] and "5.fits" in warned[0]
+        assert f"{fits_folder / '6.fits'} (no galaxy" in warned[0] and "1.fits" not in warned[0]
+
+
+def test_the_dashboard_says_which_of_its_folders_images_are_not_surely_framed(fits_folder, dashboard_env,
+                                                                             monkeypatch):
+    at = show(app_with({**dashboard_env, "GZ_DATA": str(fits_folder)}, monkeypatch), BROWSE)
+    assert not at.exception and not at.error, [e.message for e in at.exception] + [texts(at.error)]
+    shown = texts(at.warning)
+    assert shown.count("not surely framed") == 1 and "3 image(s)" in shown and "4.fits (no WCS" in shown
+
+
+def test_pixel_scale_frames_a_folder_of_pictures_and_only_another_framing_warns_without_it(tmp_path):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for k, r_e in enumerate((5.0, 7.0), 1):
+        (folder / f"{k}.png").write_bytes(_png(fits.gz_decals_rgb(_galaxy(200, r_e, seed=k))))
+    images = data.images_of(folder)
+    model = models.build("dieleman", width=8)
+    ckpt = checkpoint.save(tmp_path / "gz2.pt", model, preprocess=SHIPPED_PP, input_size=64)
+    other = checkpoint.save(tmp_path / "other.pt", model, preprocess=SHIPPED_PP, input_size=64,
+                            framing_target=framing.Target(name="decals", r90_px=40.0, frame_px=256))
+    run = gz("predict", "--data", folder, "--checkpoint", ckpt, "--out", tmp_path / "a.csv", "--no-tta")
+    assert run.returncode == 0 and "warning:" not in run.stderr, run.stderr  # as Galaxy Zoo 2's cutouts: Kaggle's
+    run = gz("predict", "--data", folder, "--checkpoint", other, "--out", tmp_path / "b.csv", "--no-tta")
+    warned = [line for line in run.stderr.splitlines() if "warning:" in line]
+    assert run.returncode == 0 and len(warned) == 1 and "2 image(s) not surely framed" in warned[0], run.stderr
+    assert "pixel scale is unknown" in warned[0]
+    run = gz("predict", "--data", folder, "--checkpoint", other, "--out", tmp_path / "c.csv", "--no-tta",
+             "--pixel-scale", "0.25")
+    assert run.returncode == 0 and "warning:" not in run.stderr, run.stderr
+    target = checkpoint.framing_of(checkpoint.read(other))
+    crops, _ = data.load_crops(images, SHIPPED_PP, cache_dir=tmp_path / "cache", workers=1, target=target,
+                               pixel_scale=0.25)
+    for path, crop in zip(images.paths, crops):  # as one image given its pixel scale
+        np.testing.assert_array_equal(crop, upload.read(path, SHIPPED_PP, pixel_scale=0.25, target=target).crop)
+    with pytest.warns(data.InputWarning, match="pixel scale is unknown"):
+        as_given = data.load_crops(images, SHIPPED_PP, cache_dir=tmp_path / "cache", workers=1, target=target)[0]
+    assert not np.array_equal(crops, as_given)
 
 
 # ---------------------------------------------------------------- the checkpoint records it

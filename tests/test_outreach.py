@@ -1,14 +1,22 @@
-"""Outreach (issue 28): presenter mode hides Streamlit's chrome, Play's friendly results, and the
-rooms an audience votes in from their phones — isolated, bounded, one vote per phone per question,
-expiring, and 100 phones voting from threads while the presenter advances."""
+"""Outreach (issue 28): presenter mode hides Streamlit's chrome, Play's friendly results, the
+answers' drawn icons and field guide, and the rooms an audience votes in from their phones —
+isolated, bounded, one vote per phone per question, expiring, and 100 phones voting from threads
+while the presenter advances."""
+import base64
+import re
 import threading
+from html import escape
+from xml.etree import ElementTree
 
 import numpy as np
+import pandas as pd
 import pytest
 from test_app import app, app_with, show, texts  # noqa: F401  (app: the fixture)
 
-from gzcore import play, rooms, tree
-from gzcore.dashboard import navigation, outreach, presenter
+from gzcore import catalog, data, evaluate, play, rooms, tree
+from gzcore.dashboard import field_guide, icons, navigation, outreach, presenter
+
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 class Clock:
@@ -158,8 +166,72 @@ def test_the_crowd_that_wasnt_asked_is_said_so():
     assert "The crowd wasn&#x27;t asked" in html and "Rounded (0%)" not in html
 
 
+def test_every_answer_has_its_own_drawn_icon_and_a_field_guide_text():
+    assert list(icons.ICONS) == list(tree.COLUMNS) and list(field_guide.GUIDE) == list(tree.COLUMNS)
+    ids = []
+    for column, svg in icons.ICONS.items():
+        root = ElementTree.fromstring(svg)  # well-formed XML
+        assert root.tag == f"{SVG}svg" and root.get("viewBox") == "0 0 100 100"
+        assert root.get("aria-label") == tree.ANSWER_BY_COLUMN[column].long
+        shapes = [e for e in root.iter() if e.tag.removeprefix(SVG) in ("ellipse", "circle", "polygon", "path", "rect")]
+        assert len(shapes) >= 2, column  # the square and a drawing on it
+        defined = {e.get("id") for e in root.iter() if e.get("id")}
+        assert set(re.findall(r"url\(#([^)]+)\)", svg)) <= defined, column  # every gradient it uses is its own
+        ids += defined
+        assert base64.b64decode(icons.uri(column).split(",", 1)[1]).decode() == svg
+        text = field_guide.GUIDE[column]
+        assert 20 <= len(text) <= 200 and text.endswith("."), column  # a sentence or two
+    assert len(ids) == len(set(ids))  # icons sharing a page never borrow each other's gradients
+    assert len(set(icons.DRAWINGS.values())) == tree.N_ANSWERS  # no two answers drawn alike
+    assert len(set(field_guide.GUIDE.values())) == tree.N_ANSWERS
+
+
+def test_the_crowds_surest_galaxies_of_an_answer():
+    crowd = np.zeros((5, tree.N_ANSWERS))
+    crowd[:, tree.COLUMN_INDEX["Class1.1"]] = [0.2, 0.9, np.nan, 0.5, 0.0]
+    table = catalog.enrich(evaluate.predictions_table(np.arange(5), crowd, crowd))
+    assert catalog.surest(table, "Class1.1") == [1, 3, 0] and catalog.surest(table, "Class1.1", k=1) == [1]
+    assert catalog.surest(table, "Class1.3") == []  # nobody said so: no example
+    found = {"Class1.1": [("data:image/jpeg;base64,AAAA", "Galaxy 1")], "Class1.2": [], "Class1.3": []}
+    html = field_guide.panel(tree.QUESTION_BY_NUMBER[1], found)
+    assert html.count("data:image/jpeg") == 1 and html.count("No galaxy in this data") == 2
+    assert all(escape(field_guide.GUIDE[c]) in html and icons.uri(c) in html for c in found)
+
+
 def css(at) -> str:
     return " ".join(str(h.proto.body) for h in at.get("html"))
+
+
+def html_of(block) -> str:
+    return " ".join(str(h.proto.body) for h in block.get("html"))
+
+
+def test_play_draws_each_answer_and_guides_the_visitor(app, dashboard_env):
+    at = show(app, navigation.PLAY)
+    q = tree.QUESTION_BY_NUMBER[1]
+    body = html_of(next(e for e in at.expander if e.label == "Field guide"))
+    crowd = pd.read_csv(f"{dashboard_env['GZ_DATA']}/{data.LABELS_FILE}")
+    for k, (entry, a) in enumerate(zip(body.split('class="gzf-a"')[1:], q.answers)):
+        assert icons.uri(a.column) in entry and escape(field_guide.GUIDE[a.column]) in entry
+        examples = re.findall(r'src="(data:image/jpeg[^"]+)"', entry)
+        assert len(examples) == min(3, (crowd[a.column] > 0).sum())  # the data's surest galaxies
+        assert at.button(key=f"play_1_{k}").label == icons.label(a.column, examples[0])  # our drawing, the surest
+    assert "How to play" in texts(at.markdown)
+    at.button(key="how_to_play_seen").click().run()
+    assert "How to play" not in texts(at.markdown)
+    at.button(key="play_1_1").click().run()  # features or disk: on to Q2, and its guide
+    assert "How to play" not in texts(at.markdown)
+    body = html_of(next(e for e in at.expander if e.label == "Field guide"))
+    assert escape(field_guide.GUIDE["Class2.1"]) in body and escape(field_guide.GUIDE["Class1.1"]) not in body
+
+
+def test_an_answer_no_galaxy_got_shows_its_icon_alone(dashboard_env, partial_dir, monkeypatch):
+    at = show(app_with({**dashboard_env, "GZ_DATA": str(partial_dir)}, monkeypatch), navigation.PLAY)
+    for key in ("play_1_1", "play_2_1"):  # features, not edge-on: Q3, which these labels lack
+        at.button(key=key).click().run()
+    assert "bar feature" in texts(at.subheader)
+    assert [at.button(key=f"play_3_{k}").label for k in range(2)] == [icons.label("Class3.1"), icons.label("Class3.2")]
+    assert html_of(at).count("No galaxy in this data got this answer") == 2
 
 
 def test_presenter_mode_hides_the_chrome(app):
@@ -182,7 +254,7 @@ def test_the_sidebar_offers_presenter_mode(app):
 
 def test_play_reads_as_a_summary_with_pictures(app):
     at = show(app, navigation.PLAY)
-    assert at.image and len(at.image) >= 3  # the galaxy and an example galaxy for each answer of Q1
+    assert at.image  # the galaxy (each answer's example galaxy is in its button: the test above)
     for _ in range(12):
         answers = [b for b in at.button if (b.key or "").startswith("play_")]
         if not answers:
@@ -206,6 +278,9 @@ def test_a_room_presenter_and_phones(dashboard_env, monkeypatch, public):
     phone.query_params["room"] = room
     phone = show(phone, navigation.VOTE)
     assert phone.image and "Is the galaxy simply smooth" in texts(phone.subheader)
+    assert [phone.button(key=f"vote_1_{k}").label for k in range(3)] == [icons.label(c) for c in tree.COLUMNS[:3]]
+    guide = html_of(next(e for e in phone.expander if e.label == "Field guide"))  # icons and words, no galaxies
+    assert icons.uri("Class1.3") in guide and escape(field_guide.GUIDE["Class1.3"]) in guide
     phone.button(key="vote_1_1").click().run()
     assert "vote_1_1" not in [b.key for b in phone.button]  # on to the next question
     big.run()

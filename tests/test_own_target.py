@@ -4,19 +4,23 @@ in one format everywhere; the image folder inside the one given suggested; a lab
 column taken while a tree model is loaded; fine-tuning from the shipped model; the whole path headless
 (AppTest), and in Chromium (tests/test_browser_target.py)."""
 import io
+import re
 import shutil
+import threading
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import gz, tiny_cli
+from conftest import DASHBOARD, gz, tiny_cli
 from PIL import Image
 from test_app import app_with, figures, show, texts
 
 from gzcore import checkpoint, data, runs, targets, train, upload
-from gzcore.dashboard import learn
-from gzcore.dashboard.navigation import BROWSE, EVALUATE, GALAXY, TRAIN, YOUR_GALAXY
+from gzcore.dashboard import charts, learn
+from gzcore.dashboard.navigation import (BROWSE, COMPARE, EVALUATE, EXPLAIN, GALAXY, HOME, TRAIN,
+                                        YOUR_GALAXY)
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +51,7 @@ def test_values_are_shown_in_one_format_with_their_units():
     task = targets.Task("regression", ("oh", "mass"), units=("dex", ""))
     assert task.format("oh", 8.9412, 0.0213) == "8.94 ± 0.02 dex" and task.format("mass", 10.512) == "10.5"
     assert task.shared_unit == "" and replace(task, units=("dex", "dex")).shared_unit == "dex"
+    assert task.named("oh") == "oh (dex)" and task.named("mass") == "mass"
     assert targets.header_units("oh_p50 [dex]") == "dex" and targets.header_units("M (log Msun)") == "log Msun"
     assert targets.header_units("oh_p50") == ""
 
@@ -78,6 +83,7 @@ def test_a_folder_without_images_names_the_one_inside_that_has_them(survey, tmp_
     assert result.returncode != 0 and f"use {survey / 'images'}" in result.stderr
 
 
+@pytest.mark.slow  # trains two models
 def test_units_travel_in_the_checkpoint(survey, tmp_path):
     out = tmp_path / "oh.pt"
     result = gz("train", "--data", survey / "images", "--labels", survey / "labels.csv", "--target", "oh [dex]",
@@ -161,6 +167,9 @@ def test_a_first_target_model_from_the_app_then_every_page_shows_its_units(surve
     assert targets.of_checkpoint(checkpoint.read(run.out)).units == ("dex",)
     assert "Before and after" in texts(at.subheader)
     assert [m.value.endswith(" dex") for m in at.metric] == [True]  # no before: the tree model predicts otherwise
+    shown = figures(at)
+    assert shown["train_curves"]["layout"]["yaxis"]["title"]["text"] == "RMSE (dex)"  # the run's own "task" event
+    assert shown["train_compare"]["layout"]["yaxis"]["title"]["text"] == "RMSE (dex)"
     next(b for b in at.button if b.label == "Use the new model everywhere").click().run()
     assert at.session_state["model"] == str(run.out) and at.session_state["data"] == str(survey / "images")
     assert at.session_state["labels"] == str(survey / "labels.csv")
@@ -202,3 +211,82 @@ def test_your_galaxy_says_when_the_upload_is_a_loaded_galaxy(dashboard_env, monk
     Image.open(path).rotate(90).save(other, "PNG")  # another image: no claim
     at = _upload(show(at, YOUR_GALAXY), "other.png", other.getvalue())
     assert not at.success and "Crowd's path:" not in texts(at.markdown)
+
+
+# ---------------------------------------------------------------- units on every page (issue 26)
+
+@pytest.fixture(scope="module")
+def dex_model(survey, tmp_path_factory):
+    """A tiny model of `oh [dex]` (its units from the header) on the survey's images, one epoch, and
+    a copy of it to compare it with."""
+    out = tmp_path_factory.mktemp("dex") / "oh.pt"
+    train.fit(survey / "images", replace(DASHBOARD, labels=str(survey / "labels.csv"), targets=("oh [dex]",)),
+              out=out)
+    shutil.copy(out, out.with_name("oh-again.pt"))
+    return out
+
+
+def _with(dex_model, survey, monkeypatch, page, **session):
+    env = {"GZ_DATA": str(survey / "images"), "GZ_CHECKPOINT": str(dex_model)}
+    at = show(app_with(env, monkeypatch), page, labels=str(survey / "labels.csv"), **session)
+    assert not at.exception and not at.error, (page, texts(at.error), [e.message for e in at.exception])
+    return at
+
+
+@pytest.mark.slow
+def test_compare_shows_its_values_in_the_targets_units(dex_model, survey, monkeypatch):
+    at = _with(dex_model, survey, monkeypatch, COMPARE, compare_with=str(dex_model.with_name("oh-again.pt")))
+    assert [m.value.endswith(" dex") for m in at.metric[:2]] == [True, True]
+    assert at.dataframe[0].value.output.tolist() == ["oh [dex] (dex)"]
+    assert figures(at)["compare_per_q"]["layout"]["yaxis"]["title"]["text"] == "RMSE (dex)"
+    shown = texts(at.caption)
+    assert re.search(r"differ \d\.\d{3} dex", shown)
+    assert re.search(r"A \(\d\.\d{3} dex\): oh \[dex\] \d\.\d+ dex", shown)  # its error, and what it says
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", [HOME, BROWSE, GALAXY, EVALUATE, EXPLAIN, YOUR_GALAXY], ids=lambda page: page.name)
+def test_every_page_shows_target_values_with_units(dex_model, survey, monkeypatch, page):
+    at = _with(dex_model, survey, monkeypatch, page)
+    if page == BROWSE:  # each galaxy's line begins with the value sorted on
+        at.selectbox(key="browse_sort").set_value("rmse").run()
+    if page == YOUR_GALAXY:
+        at = _upload(at, "mine.jpg", sorted((survey / "images").glob("*.jpg"))[3].read_bytes())
+    shown = " | ".join([str(e.value) for e in [*at.caption, *at.markdown]] +
+                       [f"{m.value} {m.delta}" for m in at.metric])
+    assert " dex" in shown, shown
+    number = r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?"  # a value of the target, or a score of it, without its units:
+    unitless = re.findall(rf"(?:oh \[dex\]|RMSE|uncertainty|true|error|spread|differ) \(?({number})(?![\d.e])"
+                          rf"(?! ?(?:±|dex))", shown)
+    unitless += re.findall(rf"(?:^|\) |\| )({number}) · oh", shown)  # Browse's value sorted on, before a line
+    assert not unitless, (unitless, shown)
+    for key, figure in figures(at).items():
+        titles = [figure["layout"].get(axis, {}).get("title", {}).get("text") or "" for axis in ("xaxis", "yaxis")]
+        assert all("dex" in t for t in titles if re.search("RMSE|spread|oh", t)), (key, titles)
+
+
+def test_the_live_training_curve_is_in_the_targets_units(dashboard_env, monkeypatch):
+    """The loss compares standardised targets: the Train page's batch and train curves are turned into
+    the labels' units (× the target's spread), as the validation curve is, and the axis names them."""
+    from gzcore.dashboard import state
+    task = targets.Task("regression", ("oh",), mean=(8.9,), std=(0.25,), units=("dex",))
+    run = runs.Run(Path(dashboard_env["GZ_DATA"]), replace(runs.FIRST_TARGET, labels="oh.csv", targets=("oh",)),
+                   Path(dashboard_env["GZ_CHECKPOINT"]).with_name("curves.pt"))
+    run.events = [("task", {"task": task}), ("step", {"epoch": 0, "progress": 0.5, "loss": 0.64}),
+                  ("epoch", {"epoch": 1, "train_rmse": 0.8, "val_rmse": 0.21, "best_val_rmse": 0.21, "seconds": 1})]
+    assert run.steps().rmse.tolist() == [pytest.approx(0.2)] and run.epochs().train_rmse.tolist() == [0.2]
+    run.thread = threading.Thread(target=run.stop.wait, daemon=True)  # running: the page draws the curves
+    run.thread.start()
+    slot = state.run_slot()
+    slot.update(run=run, owner=None)
+    try:
+        figure = figures(show(app_with(dashboard_env, monkeypatch), TRAIN))["train_curves"]
+    finally:
+        run.stop.set()
+        slot.update(run=None, owner=None, baseline=None)
+    assert figure["layout"]["yaxis"]["title"]["text"] == "RMSE (dex)"
+    assert [t["name"] for t in figure["data"]] == ["batch (sqrt loss)", "train RMSE", "validation RMSE"]
+    two = replace(task, columns=("oh", "mass"), mean=(8.9, 10.0), std=(0.25, 0.5), units=("dex", "dex"))
+    figure = charts.curves(run.steps(), run.epochs(), two)  # no one factor: standardised, said so
+    assert figure.layout.yaxis.title.text == "RMSE" and figure.data[2].name == "validation RMSE (dex)"
+    assert figure.data[1].name == "train RMSE (standardised)"

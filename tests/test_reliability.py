@@ -3,6 +3,7 @@ shard, decode workers outliving a SIGKILL, edited checkpoints, work overwritten 
 --skip-bad skipped, input read otherwise than given, and messages that name nothing
 (`docs/RELIABILITY.md`, "Round 3")."""
 import errno
+import io
 import os
 import resource
 import shutil
@@ -19,8 +20,10 @@ import pytest
 import torch
 from conftest import ROOT, tiny_cli
 from PIL import Image
+from test_app import app_with, show, texts
 
-from gzcore import atomic, checkpoint, cli, data, survey, train
+from gzcore import atomic, checkpoint, cli, data, survey, train, upload
+from gzcore.dashboard.navigation import BROWSE, YOUR_GALAXY
 
 TINY_CKPT = ROOT / "tests" / "data" / "checkpoints" / "format-1.pt"  # dieleman of width 2: fast to run
 
@@ -354,6 +357,39 @@ def test_gz_predict_warns_of_stretched_images_in_csv_and_parquet(odd_images, cap
         warned = [line for line in capsys.readouterr().err.splitlines() if "warning:" in line]
         assert len(warned) == 1 and warned[0].startswith("gz predict: warning: 2 image(s) too small"), warned
         assert "3.png" in warned[0] and "4.png" in warned[0]
+
+
+def test_one_tiny_or_elongated_image_is_warned_of_as_a_folders_are(odd_images, capsys):
+    """`gz predict` on one image, and the "Your galaxy" upload, give the folder's warning (`data.distortion`)."""
+    pp = checkpoint.preprocess_of(checkpoint.read(TINY_CKPT))
+    for name, how in (("3.png", "(10x10 px: its crop enlarged"), ("4.png", "(6.0 times longer than wide")):
+        image = odd_images / name
+        assert cli.main(["predict", "--data", str(image), "--checkpoint", str(TINY_CKPT), "--no-tta",
+                         "--out", str(odd_images.parent / "one.csv")]) == 0
+        warned = [line for line in capsys.readouterr().err.splitlines() if "too small or too elongated" in line]
+        assert len(warned) == 1 and warned[0].startswith("gz predict: warning: 1 image(s) too small"), warned
+        assert f"{image} {how}" in warned[0]
+        assert upload.read(image, pp).stretched() == warned[0].removeprefix("gz predict: warning: ")
+    assert cli.main(["predict", "--data", str(odd_images / "1.jpg"), "--checkpoint", str(TINY_CKPT), "--no-tta",
+                     "--out", str(odd_images.parent / "one.csv")]) == 0
+    assert "too small or too elongated" not in capsys.readouterr().err
+    assert upload.read(odd_images / "1.jpg", pp).stretched() is None
+
+
+def test_your_galaxy_warns_of_a_tiny_or_elongated_upload(dashboard_env, monkeypatch):
+    at = show(app_with(dashboard_env, monkeypatch), YOUR_GALAXY)
+    strip = io.BytesIO()
+    Image.new("RGB", (600, 100), (200, 180, 160)).save(strip, "PNG")
+    at.file_uploader(key="your_galaxy_file").set_value(("strip.png", strip.getvalue(), "image/png")).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert "1 image(s) too small or too elongated for the crop" in texts(at.warning)
+    assert "strip.png (6.0 times longer than wide: only its central square is used)" in texts(at.warning)
+
+
+def test_the_dashboard_names_its_folders_stretched_images(odd_images, dashboard_env, monkeypatch):
+    at = show(app_with({**dashboard_env, "GZ_DATA": str(odd_images)}, monkeypatch), BROWSE)
+    assert not at.exception and not at.error, [e.message for e in at.exception] + [texts(at.error)]
+    assert "2 image(s) too small or too elongated for the crop" in texts(at.warning)
 
 
 @pytest.fixture

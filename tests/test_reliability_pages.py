@@ -100,6 +100,20 @@ def test_the_data_boxes_hold_names_that_are_read_back(public_env, monkeypatch, t
         texts(at.caption)
 
 
+def test_the_train_pages_labels_box_holds_a_name_that_is_read_back(public_env, monkeypatch, tmp_path):
+    """Issue 27: the labels CSV offered beside the images is named as a visitor may see it, never by
+    the server's path, and the name typed back is read as the file."""
+    folder = tmp_path / "allowed" / "copy"
+    crowd = pd.read_csv(folder / data.LABELS_FILE)
+    pd.DataFrame({"objID": crowd.GalaxyID, "oh [dex]": 8.4 + crowd["Class1.1"]}).to_csv(folder / "oh.csv", index=False)
+    at = show(app_with({**public_env, "GZ_DATA": str(folder)}, monkeypatch), TRAIN)
+    at.segmented_control(key="train_learn").set_value("csv").run()
+    assert at.text_input(key="train_labels").value == "copy/oh.csv"
+    assert not at.error and at.multiselect(key="train_targets").value == ["oh [dex]"], texts(at.error)
+    assert "Trains oh [dex] from `oh.csv` (dex)" in texts(at.caption)
+    assert_shows_no_folder(at)
+
+
 def test_locally_the_boxes_and_the_url_hold_whole_paths(dashboard_env, monkeypatch):
     at = show(app_with(dashboard_env, monkeypatch), HOME)
     assert at.text_input(key="home_data").value == dashboard_env["GZ_DATA"]  # a local tool: its user's paths

@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from gzcore import explain
+from gzcore import explain, targets
 from gzcore.dashboard import pictures
 
 CROWD, MODEL, OTHER = "#E8853D", "#3D7EC8", "#4CA36B"  # OTHER: a second model (Compare)
@@ -181,27 +181,34 @@ def calibration(bins: pd.DataFrame, label: str) -> go.Figure:
 
 
 def scores(frame: pd.DataFrame, x: str, y: str, color: str | None = None, height: int = 340,
-           barmode: str = "group", colors=(MODEL, "#AAAAAA")) -> go.Figure:
-    """Bars of RMSE-like values; `color` groups them (side by side with barmode 'group')."""
+           barmode: str = "group", colors=(MODEL, "#AAAAAA"), unit: str = "") -> go.Figure:
+    """Bars of RMSE-like values (in `unit`, named in the axis title); `color` groups them (side by
+    side with barmode 'group')."""
     fig = px.bar(frame, x=x, y=y, color=color, barmode=barmode, text_auto=".3f",
-                 color_discrete_sequence=list(colors))
+                 color_discrete_sequence=list(colors), labels={y: f"{y} ({unit})" if unit else y})
     return fig.update_layout(height=height, margin=MARGIN, legend_title=None, xaxis_title=None)
 
 
-def curves(steps: pd.DataFrame, epochs: pd.DataFrame) -> go.Figure:
-    """Training curves: per-batch RMSE (sqrt of the loss), train and validation RMSE per epoch."""
+def curves(steps: pd.DataFrame, epochs: pd.DataFrame, task: targets.Task | None = None) -> go.Figure:
+    """Training curves: per-batch RMSE (sqrt of the loss), train and validation RMSE per epoch, with
+    `task`'s units where every curve is in them (`runs.Run` turns the loss's into the labels' units
+    where one factor does, `Task.loss_scale`; else the batch and train curves are of standardised
+    targets, and the validation curve alone names its units)."""
+    unit = task.shared_unit if task else ""
+    converted = task is None or task.loss_scale is not None
+    own = " (standardised)" if task and task.kind == "regression" and not converted else ""
     fig = go.Figure()
     if len(steps):
         x = steps.epoch + steps.groupby("epoch").cumcount() / steps.groupby("epoch").step.transform("count")
-        fig.add_scatter(x=x, y=steps.rmse, name="batch (sqrt loss)", mode="lines",
+        fig.add_scatter(x=x, y=steps.rmse, name=f"batch (sqrt loss){own}", mode="lines",
                         line=dict(color="#BBBBBB", width=1))
     if len(epochs):
-        fig.add_scatter(x=epochs.epoch, y=epochs.train_rmse, name="train RMSE", mode="lines+markers",
+        fig.add_scatter(x=epochs.epoch, y=epochs.train_rmse, name=f"train RMSE{own}", mode="lines+markers",
                         line=dict(color=CROWD))
-        fig.add_scatter(x=epochs.epoch, y=epochs.val_rmse, name="validation RMSE", mode="lines+markers",
-                        line=dict(color=MODEL))
+        fig.add_scatter(x=epochs.epoch, y=epochs.val_rmse, mode="lines+markers", line=dict(color=MODEL),
+                        name="validation RMSE" + (f" ({unit})" if unit and not converted else ""))
     fig.update_xaxes(title="epoch", rangemode="tozero")
-    fig.update_yaxes(title="RMSE", rangemode="tozero")
+    fig.update_yaxes(title=f"RMSE ({unit})" if unit and converted else "RMSE", rangemode="tozero")
     return fig.update_layout(height=360, margin=MARGIN, legend=dict(orientation="h", y=1.12))
 
 
@@ -222,37 +229,65 @@ def correlations(corr: pd.DataFrame) -> go.Figure:
     return fig.update_layout(height=720, margin=MARGIN, coloraxis_colorbar=dict(title="r", thickness=12))
 
 
-def atlas(xy: np.ndarray, values: np.ndarray, label: str, ids: np.ndarray, height: int = 640) -> go.Figure:
+def atlas(xy: np.ndarray, values: np.ndarray, label: str, ids: np.ndarray, height: int = 640,
+          unit: str = "") -> go.Figure:
     """Every galaxy as a WebGL point at its map position (xy, (N, 2)) coloured by `values` (NaN:
-    dark grey), its GalaxyID on hover. Arrays in, arrays out: 60,000 points take milliseconds."""
+    dark grey, in `unit`, named on the colour bar), its GalaxyID on hover. Arrays in, arrays out:
+    60,000 points take milliseconds."""
     fits = not len(ids) or np.abs(ids).max() < 2 ** 31  # sent as int32; longer ids as text, never rounded
     fig = go.Figure(go.Scattergl(
         x=xy[:, 0], y=xy[:, 1], mode="markers", customdata=ids if fits else ids.astype(str),
-        marker=dict(color=values, colorscale="Viridis", size=4, colorbar=dict(title=label, thickness=12)),
-        hovertemplate="GalaxyID %{customdata}<br>%{marker.color:.3g}<extra></extra>"))
+        marker=dict(color=values, colorscale="Viridis", size=4, colorbar=dict(
+            title=label if not unit or f"({unit})" in label else f"{label} ({unit})", thickness=12,
+            ticksuffix=f" {unit}" if unit else "")),
+        hovertemplate="GalaxyID %{customdata}<br>%{marker.color:.3g}" + (f" {unit}" if unit else "")
+                      + "<extra></extra>"))
     fig.update_xaxes(visible=False).update_yaxes(visible=False)
     return fig.update_layout(height=height, margin=dict(l=0, r=0, t=0, b=0), dragmode="lasso")
 
 
-def png(pixels: np.ndarray) -> str:
-    """An RGB image as a data URI (base64 PNG), as Plotly's layout images take it (once per server)."""
-    return pictures.png_uri(pixels)
+REGION_COLOURS = px.colors.qualitative.Set2  # the wall's regions, one colour each (label frames, tour)
 
 
-def atlas_mosaic(xy: np.ndarray, centres: np.ndarray, cell: tuple[float, float], images: list,
-                 height: int = 760) -> go.Figure:
-    """The map as real galaxies: each image (RGB, or None to leave its cell empty) fills the grid
-    cell at its centre (atlas.mosaic), over faint points for every galaxy, on black."""
-    fig = go.Figure(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", hoverinfo="skip",
-                                 marker=dict(color="rgba(255, 255, 255, 0.3)", size=2)))
-    fig.update_layout(images=[dict(source=png(pixels), x=float(x), y=float(y), xref="x", yref="y",
-                                   sizex=cell[0], sizey=cell[1], xanchor="center", yanchor="middle",
-                                   sizing="contain", layer="above")
-                              for (x, y), pixels in zip(centres, images) if pixels is not None])
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False, scaleanchor="x", scaleratio=cell[0] / cell[1])  # square cells on screen
-    return fig.update_layout(height=height, margin=dict(l=0, r=0, t=0, b=0), plot_bgcolor="black",
-                             paper_bgcolor="black")
+def atlas_mosaic(centres: np.ndarray, cell: tuple[float, float], sources: list, hover: list[str],
+                 dust: np.ndarray | None = None, labels: tuple = (), borders: np.ndarray | None = None,
+                 lit: np.ndarray | None = None, label_px: int = 18) -> go.Figure:
+    """The map as real galaxies, on black: each image (a data URI, or None to leave its cell empty)
+    fills the grid cell at its centre (atlas.mosaic); trace 0 is one invisible point a tile, carrying
+    `hover` and taking clicks anywhere (the nearest tile's). `dust`: every galaxy's map position, drawn
+    faint; `labels`: (x, y, text, colour) region names in `label_px` type, kept inside the map (one
+    at an edge leans away from it); `borders`: (M, 2, 2) segments between regions; `lit`: (K,) which
+    tiles are bright, the others dimmed. Sized by its container (height="stretch")."""
+    fig = go.Figure(go.Scatter(x=centres[:, 0], y=centres[:, 1], mode="markers", text=hover,
+                               customdata=np.arange(len(centres)), hovertemplate="%{text}<extra></extra>",
+                               marker=dict(size=12, opacity=0)))
+    if borders is not None and len(borders):  # a shape: drawn above the images, as the dust is not
+        path = " ".join(f"M {a:.6g},{b:.6g} L {c:.6g},{d:.6g}" for (a, b), (c, d) in borders)
+        fig.add_shape(type="path", path=path, line=dict(color="rgba(255, 255, 255, 0.8)", width=2), layer="above")
+    if dust is not None:
+        fig.add_scattergl(x=dust[:, 0], y=dust[:, 1], mode="markers", hoverinfo="skip",
+                          marker=dict(color="rgba(255, 255, 255, 0.3)", size=2))
+    dim = np.zeros(len(centres), bool) if lit is None else ~np.asarray(lit, bool)
+    fig.update_layout(images=[dict(source=source, x=float(x), y=float(y), xref="x", yref="y", sizex=cell[0],
+                                   sizey=cell[1], xanchor="center", yanchor="middle", sizing="contain",
+                                   layer="above", opacity=0.3 if faint else 1)
+                              for (x, y), source, faint in zip(centres, sources, dim) if source is not None])
+    lo, hi = centres.min(axis=0) - np.array(cell) / 2, centres.max(axis=0) + np.array(cell) / 2
+
+    def lean(value: float, axis: int, ends: tuple[str, str, str]) -> str:
+        where = (value - lo[axis]) / max(hi[axis] - lo[axis], 1e-9)
+        return ends[0] if where < 0.1 else ends[2] if where > 0.9 else ends[1]
+    fig.update_layout(annotations=[dict(x=float(x), y=float(y), text=text, showarrow=False, bordercolor=colour,
+                                        xanchor=lean(x, 0, ("left", "center", "right")),
+                                        yanchor=lean(y, 1, ("bottom", "middle", "top")),
+                                        bgcolor="rgba(0, 0, 0, 0.62)", borderwidth=2, borderpad=5,
+                                        font=dict(color="white", size=label_px)) for x, y, text, colour in labels])
+    fig.update_xaxes(visible=False, range=[lo[0], hi[0]], fixedrange=True, constrain="domain")
+    fig.update_yaxes(visible=False, range=[lo[1], hi[1]], fixedrange=True, constrain="domain",
+                     scaleanchor="x", scaleratio=cell[0] / cell[1])  # square cells on screen
+    return fig.update_layout(margin=dict(l=0, r=0, t=0, b=0), plot_bgcolor="black", paper_bgcolor="black",
+                             showlegend=False, dragmode=False, hovermode="closest", hoverdistance=-1,
+                             hoverlabel=dict(font_size=16))
 
 
 def randomisation(r, threshold: float) -> go.Figure:
@@ -300,14 +335,14 @@ HELD, FITTED = "#2E9E5B", "#F2A65A"  # a held-out galaxy, one of the training sp
 
 
 def atlas_split(xy: np.ndarray, values: np.ndarray, label: str, ids: np.ndarray, split: np.ndarray | None,
-                by_split: bool = False, height: int = 640) -> go.Figure:
+                by_split: bool = False, height: int = 640, unit: str = "") -> go.Figure:
     """`atlas`, each point's split ('held out' or 'training split', from `split`; None: no split)
     on hover; `by_split` colours the points by it (`values`: 1 held out, 0 training split)."""
-    fig = atlas(xy, values, label, ids, height)
+    fig = atlas(xy, values, label, ids, height, unit)
     if split is None:
         return fig
     fig.update_traces(text=split, hovertemplate="GalaxyID %{customdata} · %{text}<br>" + (
-        "<extra></extra>" if by_split else "%{marker.color:.3g}<extra></extra>"))
+        "<extra></extra>" if by_split else "%{marker.color:.3g}" + (f" {unit}" if unit else "") + "<extra></extra>"))
     if by_split:  # two colours, the colour bar naming them
         fig.update_traces(marker=dict(cmin=0, cmax=1, colorscale=[[0, FITTED], [0.5, FITTED], [0.5, HELD], [1, HELD]],
                                       colorbar=dict(title="split", tickvals=[0.25, 0.75],

@@ -84,16 +84,17 @@ def choose(loaded: targets.Task, home_labels: Path | None, data_dir: Path) -> Le
         return Learn(folder)
 
     default_csv = home_labels if home_labels and loaded.kind != "tree" else (near[0] if near else None)
-    st.session_state.setdefault("train_labels", str(default_csv or ""))
+    # public mode: named by its place under an allowed root (access.named), never the server's path
+    st.session_state.setdefault("train_labels", access.named(default_csv) if default_csv else "")
     labels_box = st.text_input("Labels CSV (first column: the image id, e.g. objID; then the targets)",
-                               key="train_labels", placeholder="/path/to/labels.csv",
+                               key="train_labels", placeholder="labels.csv" if public else "/path/to/labels.csv",
                                help="Found beside the images: " + ", ".join(p.name for p in near) if near
                                else None).strip()
     if not labels_box:
         st.info("Name a labels CSV: its first column names each image (<id>.jpg), the others are "
                 "targets to learn.")
         return Learn(folder, ready=False)
-    labels = Path(labels_box).expanduser()
+    labels = Path(access.located(labels_box)).expanduser()
     try:
         access.admit("labels", str(labels))
         if not labels.is_file():

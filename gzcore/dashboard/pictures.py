@@ -21,8 +21,13 @@ from gzcore.dashboard import access
 MB = 1 << 20
 
 
+def _bytes(value) -> int:
+    return value.nbytes if isinstance(value, np.ndarray) else len(value)
+
+
 class Store:
-    """A thread-safe least-recently-used map whose values (str or bytes) hold at most `limit` bytes."""
+    """A thread-safe least-recently-used map whose values (str, bytes or arrays) hold at most
+    `limit` bytes."""
 
     def __init__(self, limit: int):
         self.limit, self.size, self.items, self.lock = limit, 0, OrderedDict(), threading.Lock()
@@ -35,15 +40,16 @@ class Store:
         value = make()  # outside the lock: two threads may both make it, the second one kept
         with self.lock:
             if key in self.items:
-                self.size -= len(self.items.pop(key))
+                self.size -= _bytes(self.items.pop(key))
             self.items[key] = value
-            self.size += len(value)
+            self.size += _bytes(value)
             while self.size > self.limit and len(self.items) > 1:
-                self.size -= len(self.items.popitem(last=False)[1])
+                self.size -= _bytes(self.items.popitem(last=False)[1])
         return value
 
 
 _uris, _thumbs = Store(96 * MB), Store(64 * MB)  # ~300 full images as PNG; ~4,000 thumbnails as JPEG
+_pixels = Store(128 * MB)  # ~240 full 424-px images, or ~1,700 160-px thumbnails, decoded
 
 
 def _encode(pixels: np.ndarray, form: str, **options) -> bytes:
@@ -58,6 +64,23 @@ def png_uri(pixels: np.ndarray) -> str:
     pixels = np.ascontiguousarray(pixels)
     key = (pixels.shape, str(pixels.dtype), hashlib.blake2b(pixels.data, digest_size=16).digest())
     return _uris.get(key, lambda: "data:image/png;base64," + base64.b64encode(_encode(pixels, "PNG")).decode())
+
+
+def decoded(path, size: int | None = None) -> np.ndarray:
+    """catalog.image of the file at `path`, kept decoded (read-only) while the store has room: a
+    bound in bytes, since one full image weighs as much as twenty thumbnails. Raises DataError as
+    catalog.image does; a rewritten file is read again."""
+    path = str(path)
+    try:
+        stat = os.stat(path)
+    except OSError:  # gone: catalog.image says so as it always has
+        return catalog.image(path, size)
+
+    def read():
+        pixels = catalog.image(path, size)
+        pixels.setflags(write=False)  # shared by every page that shows it
+        return pixels
+    return _pixels.get(("pixels", path, stat.st_mtime_ns, stat.st_size, size), read)
 
 
 def thumbnail(path, size: int | None = 160) -> bytes:

@@ -28,7 +28,7 @@ import streamlit as st
 
 from gzcore import (atlas, catalog, checkpoint, compare, computed, data, evaluate, explain, explain_checks, large_catalog,
                     neighbours, oddballs, runs, shipped, synthetic, targets, tree, upload)
-from gzcore.dashboard import access, choices, navigation
+from gzcore.dashboard import access, choices, navigation, pictures
 from gzcore.dashboard.choices import (checkpoint_path, choose, data_dir, images_dir, labels_path, predictions_path,
                                      runs_dir, universe_dir)
 
@@ -295,26 +295,27 @@ def listed_for(folder: Path, task: targets.Task, labels: Path | None = None) -> 
     return memo(key, lambda progress: targets.open_for(folder, task, labels), max_entries=8)
 
 
-def _crops_key(folder: Path, preprocess: dict, task: targets.Task, labels: Path | None) -> tuple:
-    return ("crops", str(data.default_cache_dir()), str(folder), _folder_key(folder), data.Preprocess(**preprocess), task.kind,
-            task.label_columns, str(labels), _labels_key(labels))
+def _crops_key(folder: Path, ckpt: dict, labels: Path | None) -> tuple:
+    task = targets.of_checkpoint(ckpt)
+    return ("crops", str(data.default_cache_dir()), str(folder), _folder_key(folder), checkpoint.preprocess_of(ckpt),
+            checkpoint.framing_of(ckpt), task.kind, task.label_columns, str(labels), _labels_key(labels))
 
 
-def _crops_job(folder: Path, preprocess: dict, task: targets.Task, labels: Path | None):
-    """(key, label, compute) of the job that decodes the crops of `listed_for`'s galaxies (unreadable
-    images skipped and listed): (crops, the galaxies that have them)."""
-    listed, pp = listed_for(folder, task, labels), data.Preprocess(**preprocess)
-    return (_crops_key(folder, preprocess, task, labels), "Decoding every galaxy's image (once; cached on disk)",
-            lambda report: data.load_crops(listed, pp, skip_bad=True, progress=report))
+def _crops_job(folder: Path, ckpt: dict, labels: Path | None):
+    """(key, label, compute) of the job that decodes the crops of `listed_for`'s galaxies as `ckpt`
+    crops and frames them (unreadable images skipped and listed): (crops, the galaxies that have them)."""
+    listed = listed_for(folder, targets.of_checkpoint(ckpt), labels)
+    pp, target = checkpoint.preprocess_of(ckpt), checkpoint.framing_of(ckpt)
+    return (_crops_key(folder, ckpt, labels), "Decoding every galaxy's image (once; cached on disk)",
+            lambda report: data.load_crops(listed, pp, skip_bad=True, progress=report, target=target))
 
 
 def subject_for(ckpt_path: Path, folder: Path, labels: Path | None = None) -> tuple:
     """(model, computed.Subject: this model over the folder's galaxies, their crops), waiting for
     the crops with a progress bar."""
     model, ckpt = model_for(ckpt_path)
-    crops, galaxies = wait(*_crops_job(folder, ckpt["preprocess"], targets.of_checkpoint(ckpt), labels))
-    key = ("subject", _crops_key(folder, ckpt["preprocess"], targets.of_checkpoint(ckpt), labels),
-           computed.file_key(ckpt_path))
+    crops, galaxies = wait(*_crops_job(folder, ckpt, labels))
+    key = ("subject", _crops_key(folder, ckpt, labels), computed.file_key(ckpt_path))
     subject = memo(key, lambda progress: computed.Subject(galaxies, ckpt, Path(ckpt_path), data.default_cache_dir()),
                    max_entries=16)
     return model, subject, crops
@@ -431,7 +432,7 @@ class Context:
 
     @property
     def _crops(self) -> tuple:
-        return _crops_job(self.data_dir, self.ckpt["preprocess"], self.task, self.labels_path)
+        return _crops_job(self.data_dir, self.ckpt, self.labels_path)
 
     @property
     def crops_ready(self) -> bool:
@@ -517,6 +518,8 @@ def context() -> Context:
     skipped = ctx.galaxies.skipped if ctx.crops_ready else listed.skipped
     if skipped:
         st.warning(access.shown(f"Skipped {len(skipped)} unreadable input(s), e.g. {skipped[0]}"))
+    for message in ctx.galaxies.warned if ctx.crops_ready else ():  # read otherwise than given: stretched, framed
+        st.warning(access.shown(message[:1].upper() + message[1:]))
     return ctx
 
 
@@ -557,7 +560,7 @@ def predictions_image(galaxy_id: int, size: int | None = None) -> np.ndarray | N
         if path is None:
             st.caption(f"no image {galaxy_id}.* in the images folder")
             return None
-        return _image(str(path), computed.file_key(path), size)
+        return pictures.decoded(path, size)
     except data.DataError as e:
         st.caption(f":red[{access.shown(str(e))}]")
         return None
@@ -766,7 +769,7 @@ def preview_table(ctx: Context, rows) -> pd.DataFrame:
         decoded = {}
         for r in rows:
             try:
-                decoded[r] = data.decode(ctx.listed.paths[r], pp)
+                decoded[r] = data.decode(ctx.listed.paths[r], pp, checkpoint.framing_of(ctx.ckpt))
             except data.DataError:
                 continue
         crops = np.stack(list(decoded.values())) if decoded else np.zeros((0, pp.size, pp.size, pp.channels),
@@ -878,7 +881,8 @@ def input_pixels(ctx: Context, path: Path) -> np.ndarray:
     """The pixels the model sees of the image `path` (its central input_size crop of the crop the
     catalogue is made of) as uint8 (s, s, C)."""
     key = ("input pixels", str(path), computed.file_key(path), computed.file_key(ctx.ckpt_path))
-    return memo(key, lambda progress: _input_pixels(data.decode(path, data.Preprocess(**ctx.ckpt["preprocess"])),
+    return memo(key, lambda progress: _input_pixels(data.decode(path, data.Preprocess(**ctx.ckpt["preprocess"]),
+                                                                checkpoint.framing_of(ctx.ckpt)),
                                                     ctx.input_size), max_entries=64)
 
 
@@ -892,7 +896,8 @@ def input_box(ctx: Context, path: Path) -> tuple[float, float, float, float]:
     right, bottom) as fractions of its width and height."""
     pp = data.Preprocess(**ctx.ckpt["preprocess"])
     key = ("input box", str(path), computed.file_key(path), computed.file_key(ctx.ckpt_path))
-    return memo(key, lambda progress: explain.input_box(data.read_rgb(path, pp), pp, ctx.input_size),
+    return memo(key, lambda progress: explain.input_box(data.read_rgb(path, pp, target=checkpoint.framing_of(ctx.ckpt)),
+                                                        pp, ctx.input_size),
                 max_entries=64)
 
 
@@ -901,7 +906,7 @@ def cutout(path: Path, size: int) -> np.ndarray:
     reads it (`picture`), or else as gzcore decodes it (data.read_rgb: a FITS cube rendered to
     colour). Raises DataError when neither can."""
     try:
-        return _image(str(path), computed.file_key(path), size)
+        return pictures.decoded(path, size)
     except data.DataError:
         pass
 
@@ -1073,15 +1078,10 @@ def start_run(slot: dict, run: runs.Run, baseline: Path) -> bool:
     return True
 
 
-@st.cache_data(show_spinner=False, max_entries=2000)
-def _image(path: str, key: str, size: int | None) -> np.ndarray:
-    return catalog.image(path, size)
-
-
 def picture(path, size: int | None = None) -> np.ndarray | None:
     """An image file (thumbnail if `size`), or None with a caption when it cannot be decoded."""
     try:
-        return _image(str(path), computed.file_key(path), size)
+        return pictures.decoded(path, size)
     except data.DataError as e:
         st.caption(f":red[{access.shown(str(e))}]")
         return None
