@@ -48,8 +48,10 @@ class Store:
         return value
 
 
-_uris, _thumbs = Store(96 * MB), Store(64 * MB)  # ~300 full images as PNG; ~4,000 thumbnails as JPEG
-_pixels = Store(128 * MB)  # ~240 full 424-px images, or ~1,700 160-px thumbnails, decoded
+# Bounds in bytes: a visitor's second look at a galaxy costs no decoding, while a busy server's
+# memory stays flat (benchmarks/soak.py: at 96 + 64 + 128 MB the stores were still filling at minute 20).
+_uris, _thumbs = Store(48 * MB), Store(48 * MB)  # ~150 full images as PNG; ~3,000 thumbnails as JPEG
+_pixels = Store(48 * MB)  # ~90 full 424-px images, or ~600 160-px thumbnails, decoded
 
 
 def _encode(pixels: np.ndarray, form: str, **options) -> bytes:
