@@ -238,11 +238,12 @@ def start_training(url: str) -> None:
     """Start a run from the Train page: every galaxy, 2 epochs (the page's one thread)."""
     with browser.chromium() as page:
         browser.goto(page, f"{url}/train", "Start training")
-        page.get_by_role("button", name="Stop").wait_for(state="detached", timeout=600_000)  # the last run ended
+        stop = page.locator(".st-key-train_stop button")  # the run's Stop (not the toolbar's, while a script runs)
+        stop.wait_for(state="detached", timeout=600_000)  # the last run ended
         page.get_by_label("Epochs").fill("2")
         page.get_by_label("Training galaxies (0 = all)").fill("0")
         page.get_by_role("button", name="Start training").click()
-        page.get_by_role("button", name="Stop").wait_for()  # the run is under way
+        stop.wait_for()  # the run is under way
         if page.get_by_text("Another run started first").count():
             raise RuntimeError("the Train page started no run: another was still going")
 
