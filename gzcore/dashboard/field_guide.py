@@ -3,14 +3,10 @@ a sentence or two, and the loaded data's galaxies the crowd was surest of; and h
 and strings in, one block of HTML out (st.html); the pages call st."""
 from __future__ import annotations
 
-import base64
 import contextlib
-import io
-import os
 from html import escape
 
 import pandas as pd
-from PIL import Image
 
 from gzcore import catalog, data, tree
 from gzcore.dashboard import icons, pictures
@@ -67,7 +63,6 @@ GUIDE: dict[str, str] = {
     "Class11.6": "You see arms but cannot count them: too faint, too small or too tangled. A fine answer.",
 }
 THUMB = 100  # px of an example galaxy
-_uris = pictures.Store(8 * pictures.MB)  # their pictures as data URIs: ~1,500 of them
 
 STYLE = """<style>
 .gzf{display:flex;flex-direction:column;gap:.9rem;line-height:1.35}
@@ -83,20 +78,6 @@ STYLE = """<style>
 Example = tuple[str, str]  # a galaxy's picture (a data URI) and its caption
 
 
-def _jpeg_uri(path) -> str:
-    """A galaxy's small picture as a JPEG data URI, encoded once per file (and its version) per
-    server. Raises DataError as catalog.image does."""
-    def encode():
-        buffer = io.BytesIO()
-        Image.fromarray(catalog.image(path, THUMB)).save(buffer, format="JPEG", quality=85)
-        return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
-    try:
-        version = os.stat(path).st_mtime_ns
-    except OSError:  # gone: catalog.image says so
-        return encode()
-    return _uris.get((str(path), version), encode)
-
-
 def examples(table: pd.DataFrame, paths, question: tree.Question, k: int = 3) -> dict[str, list[Example]]:
     """Small pictures of the `k` galaxies the crowd was surest of for each answer (catalog.surest),
     by answer column; a file that cannot be decoded is left out."""
@@ -105,7 +86,7 @@ def examples(table: pd.DataFrame, paths, question: tree.Question, k: int = 3) ->
         shown = []
         for row in catalog.surest(table, a.column, k):
             with contextlib.suppress(data.DataError):  # an undecodable file is no example
-                shown.append((_jpeg_uri(paths[row]), f"Galaxy {table.GalaxyID.iat[row]}"))
+                shown.append((pictures.jpeg_uri(paths[row], THUMB), f"Galaxy {table.GalaxyID.iat[row]}"))
         out[a.column] = shown
     return out
 

@@ -68,34 +68,39 @@ def png_uri(pixels: np.ndarray) -> str:
     return _uris.get(key, lambda: "data:image/png;base64," + base64.b64encode(_encode(pixels, "PNG")).decode())
 
 
+def _of_file(store: Store, path: str, size: int | None, make):
+    """make(path, size) once per file version and size while `store` has room; a file that is gone
+    is made again (catalog.image then says so, as it always has)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return make(path, size)
+    return store.get((path, stat.st_mtime_ns, stat.st_size, size), lambda: make(path, size))
+
+
+def _read_only(path: str, size: int | None) -> np.ndarray:
+    pixels = catalog.image(path, size)
+    pixels.setflags(write=False)  # shared by every page that shows it
+    return pixels
+
+
 def decoded(path, size: int | None = None) -> np.ndarray:
     """catalog.image of the file at `path`, kept decoded (read-only) while the store has room: a
     bound in bytes, since one full image weighs as much as twenty thumbnails. Raises DataError as
     catalog.image does; a rewritten file is read again."""
-    path = str(path)
-    try:
-        stat = os.stat(path)
-    except OSError:  # gone: catalog.image says so as it always has
-        return catalog.image(path, size)
-
-    def read():
-        pixels = catalog.image(path, size)
-        pixels.setflags(write=False)  # shared by every page that shows it
-        return pixels
-    return _pixels.get(("pixels", path, stat.st_mtime_ns, stat.st_size, size), read)
+    return _of_file(_pixels, str(path), size, _read_only)
 
 
 def thumbnail(path, size: int | None = 160) -> bytes:
     """The image file at `path` (shrunk to `size` px, catalog.image) as the JPEG bytes st.image makes
     of an RGB array (quality 100: the same picture, encoded once per server). Raises DataError as
     catalog.image does; a rewritten file is read again."""
-    path = str(path)
-    try:
-        stat = os.stat(path)
-    except OSError:  # gone: catalog.image says so as it always has
-        return _encode(catalog.image(path, size), "JPEG", quality=100)
-    return _thumbs.get((path, stat.st_mtime_ns, stat.st_size, size),
-                       lambda: _encode(catalog.image(path, size), "JPEG", quality=100))
+    return _of_file(_thumbs, str(path), size, lambda p, n: _encode(catalog.image(p, n), "JPEG", quality=100))
+
+
+def jpeg_uri(path, size: int | None = 160) -> str:
+    """`thumbnail` as a data URI, for pictures inside st.html."""
+    return "data:image/jpeg;base64," + base64.b64encode(thumbnail(path, size)).decode()
 
 
 def shown(path, size: int | None = 160) -> bytes | None:
